@@ -1,0 +1,178 @@
+"""Pure feature functions: lanes, calendar effects and window length as small integer codes.
+
+Every feature is discrete, so a parcel's whole survival curve depends only on one integer
+*curve key*; the predictor computes each distinct curve once and reuses it (see
+:mod:`model.hazard`). Code 0 of a categorical feature means "pooled": rare or unseen values
+map there, and the model learns it from a random share of masked training rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "CNY_DATES",
+    "POOLED",
+    "FeatureEncoder",
+    "EncodedFeatures",
+    "days_between",
+]
+
+POOLED = "__pooled__"
+
+# Chinese New Year (first day), which shuts origin handling for weeks around it.
+CNY_DATES: tuple[date, ...] = tuple(
+    date.fromisoformat(d)
+    for d in (
+        "2012-01-23", "2013-02-10", "2014-01-31", "2015-02-19", "2016-02-08", "2017-01-28",
+        "2018-02-16", "2019-02-05", "2020-01-25", "2021-02-12", "2022-02-01", "2023-01-22",
+        "2024-02-10", "2025-01-29", "2026-02-17", "2027-02-06", "2028-01-26", "2029-02-13",
+        "2030-02-03", "2031-01-23", "2032-02-11", "2033-01-31", "2034-02-19", "2035-02-08",
+        "2036-01-28", "2037-02-15", "2038-02-04", "2039-01-24", "2040-02-12",
+    )
+)
+_CNY_NS = np.array([np.datetime64(d, "ns") for d in CNY_DATES]).astype("int64")
+_DAY_NS = 86_400 * 10**9
+
+# Discretisation of the numeric features (bins are part of the curve key).
+CNY_LOW, CNY_HIGH, CNY_STEP = -42, 62, 7  # days from the nearest CNY, clipped
+WINDOW_STEP, WINDOW_MAX = 5, 239  # window length (deadline - shipped_at) in days
+HANDOFF_MAX = 15  # days from order to carrier hand-off
+
+
+def days_between(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
+    """Whole days from ``earlier`` to ``later`` (both midnight timestamps); NaT gives -1."""
+    later_ns = np.asarray(later, dtype="datetime64[ns]").astype("int64")
+    earlier_ns = np.asarray(earlier, dtype="datetime64[ns]").astype("int64")
+    nat = np.iinfo(np.int64).min
+    out = (later_ns - earlier_ns) // _DAY_NS
+    return np.where((later_ns == nat) | (earlier_ns == nat), -1, out)
+
+
+def _cny_offset_bin(shipped: np.ndarray) -> np.ndarray:
+    ns = np.asarray(shipped, dtype="datetime64[ns]").astype("int64")
+    idx = np.clip(np.searchsorted(_CNY_NS, ns), 1, len(_CNY_NS) - 1)
+    before, after = _CNY_NS[idx - 1], _CNY_NS[idx]
+    nearest = np.where(ns - before <= after - ns, before, after)
+    offset = np.clip((ns - nearest) // _DAY_NS, CNY_LOW, CNY_HIGH)
+    return ((offset - CNY_LOW) // CNY_STEP).astype(np.int64)
+
+
+def _ship_week(shipped: np.ndarray) -> np.ndarray:
+    doy = pd.DatetimeIndex(np.asarray(shipped, dtype="datetime64[ns]")).dayofyear.to_numpy()
+    return np.minimum((doy - 1) // 7, 51).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EncodedFeatures:
+    """Integer-coded features of a frame and the flags the predictor reports as reasons."""
+
+    codes: np.ndarray  # (n, n_features) int64, columns = FeatureEncoder.feature_names
+    curve_key: np.ndarray  # (n,) int64, one survival curve per distinct key
+    unseen_country: np.ndarray  # (n,) bool: country never seen in training
+    sparse_lane: np.ndarray  # (n,) bool: country seen too rarely to have its own estimate
+
+
+@dataclass
+class FeatureEncoder:
+    """Learns the category vocabularies from history and encodes frames into feature codes.
+
+    Categories seen in fewer than ``min_shipments`` training shipments are pooled (code 0).
+    Regions are encoded as ``COUNTRY/REGION`` so the same name in two countries stays apart.
+    """
+
+    min_shipments: int = 30
+    max_categories: int = 250
+    countries_: dict[str, int] = field(default_factory=dict)
+    methods_: dict[str, int] = field(default_factory=dict)
+    regions_: dict[str, int] = field(default_factory=dict)
+    seen_countries_: frozenset[str] = frozenset()
+    use_handoff_: bool = False
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = ["country", "method", "region", "ship_week", "cny_bin", "window_bin"]
+        return [*names, "handoff_bin"] if self.use_handoff_ else names
+
+    @property
+    def categorical(self) -> list[bool]:
+        return [name in {"country", "method", "region"} for name in self.feature_names]
+
+    @property
+    def radices(self) -> list[int]:
+        sizes = {
+            "country": len(self.countries_) + 1,
+            "method": len(self.methods_) + 1,
+            "region": len(self.regions_) + 1,
+            "ship_week": 52,
+            "cny_bin": (CNY_HIGH - CNY_LOW) // CNY_STEP + 1,
+            "window_bin": WINDOW_MAX // WINDOW_STEP + 1,
+            "handoff_bin": HANDOFF_MAX + 2,
+        }
+        return [sizes[name] for name in self.feature_names]
+
+    def _vocabulary(self, values: pd.Series) -> dict[str, int]:
+        counts = values.dropna().value_counts()
+        kept = counts[counts >= self.min_shipments].index[: self.max_categories]
+        return {str(v): i + 1 for i, v in enumerate(sorted(map(str, kept)))}
+
+    def fit(self, history: pd.DataFrame) -> FeatureEncoder:
+        self.countries_ = self._vocabulary(history["destination_country"])
+        self.methods_ = self._vocabulary(history["shipping_method"])
+        self.regions_ = self._vocabulary(_region_labels(history))
+        self.seen_countries_ = frozenset(map(str, history["destination_country"].dropna()))
+        self.use_handoff_ = bool(history["ordered_at"].notna().mean() > 0.5)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> EncodedFeatures:
+        country = frame["destination_country"].astype(object)
+        columns = {
+            "country": country.map(self.countries_).fillna(0).to_numpy(dtype=np.int64),
+            "method": frame["shipping_method"].astype(object).map(self.methods_).fillna(0)
+            .to_numpy(dtype=np.int64),
+            "region": _region_labels(frame).map(self.regions_).fillna(0).to_numpy(dtype=np.int64),
+            "ship_week": _ship_week(frame["shipped_at"].to_numpy()),
+            "cny_bin": _cny_offset_bin(frame["shipped_at"].to_numpy()),
+            "window_bin": np.clip(
+                days_between(frame["deadline"], frame["shipped_at"]), 0, WINDOW_MAX
+            ) // WINDOW_STEP,
+        }
+        if self.use_handoff_:
+            handoff = days_between(frame["shipped_at"], frame["ordered_at"])
+            columns["handoff_bin"] = np.where(handoff < 0, HANDOFF_MAX + 1,
+                                              np.minimum(handoff, HANDOFF_MAX))
+        codes = np.column_stack([columns[name] for name in self.feature_names]).astype(np.int64)
+        unseen = ~country.isin(self.seen_countries_).to_numpy(dtype=bool)
+        return EncodedFeatures(
+            codes=codes,
+            curve_key=self.curve_keys(codes),
+            unseen_country=unseen,
+            sparse_lane=(columns["country"] == 0) & ~unseen,
+        )
+
+    def curve_keys(self, codes: np.ndarray) -> np.ndarray:
+        """Mixed-radix integer key of each row's feature codes."""
+        key = np.zeros(len(codes), dtype=np.int64)
+        for j, radix in enumerate(self.radices):
+            key = key * radix + codes[:, j]
+        return key
+
+    def decode_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`curve_keys`."""
+        keys = np.asarray(keys, dtype=np.int64).copy()
+        radices = self.radices
+        codes = np.zeros((len(keys), len(radices)), dtype=np.int64)
+        for j in range(len(radices) - 1, -1, -1):
+            codes[:, j] = keys % radices[j]
+            keys //= radices[j]
+        return codes
+
+
+def _region_labels(frame: pd.DataFrame) -> pd.Series:
+    region = frame["destination_region"].astype(object)
+    labels = frame["destination_country"].astype(object).astype(str) + "/" + region.astype(str)
+    return labels.where(region.notna(), None)

@@ -1,0 +1,236 @@
+"""A discrete-time hazard model of transit time, censoring-aware, built on scikit-learn.
+
+The question is ``P(T > d | T > e)``: the parcel has travelled ``e`` days undelivered; will it
+arrive after day ``d``? ``T`` is whole days from shipment to delivery (infinite when lost).
+We learn the daily hazard ``h(t | x) = P(T = t | T >= t, x)`` with a gradient-boosted
+classifier on person-period rows (one row per shipment per day at risk), so parcels not
+delivered by the cut-off contribute their days at risk and are neither late nor dropped.
+Then ``S(t) = prod_{u <= t} (1 - h(u))`` and ``P(T > d | T > e) = S(d) / S(e)``.
+
+Non-event rows are subsampled with inverse-probability weights, which keeps the fit
+unbiased and its cost bounded whatever the history length. Because every feature is
+discrete, a row's curve depends only on its curve key; curves are computed once per key
+and cached, so prediction is a table lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from model.features import EncodedFeatures, FeatureEncoder, days_between
+
+__all__ = ["DiscreteTimeHazard", "observed_durations"]
+
+
+def observed_durations(history: pd.DataFrame, as_of: date) -> tuple[np.ndarray, np.ndarray]:
+    """Days observed and whether delivery was seen, with everything censored at ``as_of``.
+
+    A parcel delivered on or before ``as_of`` has ``duration = T`` and ``event = True``;
+    any other parcel is known only to satisfy ``T > as_of - shipped_at``.
+    """
+    cutoff = np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns")
+    delivered = history["delivered_at"].to_numpy(dtype="datetime64[ns]")
+    event = ~np.isnat(delivered) & (delivered <= cutoff)
+    transit = days_between(history["delivered_at"], history["shipped_at"])
+    censor = days_between(np.full(len(history), cutoff), history["shipped_at"])
+    return np.where(event, transit, censor), event
+
+
+class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
+    """Gradient-boosted daily hazard with pooled categories and cached survival curves.
+
+    Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        horizon_days: int = 256,
+        max_person_days: int = 1_200_000,
+        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 200,
+        l2_regularization: float = 1.0,
+        min_shipments: int = 30,
+        country_mask_rate: float = 0.05,
+        region_mask_rate: float = 0.25,
+        cache_size: int = 50_000,
+        random_state: int = 0,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.max_person_days = max_person_days
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.min_shipments = min_shipments
+        self.country_mask_rate = country_mask_rate
+        self.region_mask_rate = region_mask_rate
+        self.cache_size = cache_size
+        self.random_state = random_state
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, history: pd.DataFrame, as_of: date) -> DiscreteTimeHazard:
+        """Fit on a validated history frame, treating ``as_of`` as the end of knowledge."""
+        rng = np.random.default_rng(self.random_state)
+        known = history.loc[history["shipped_at"] <= pd.Timestamp(as_of)]
+        if known.empty:
+            raise ValueError("no shipments on or before as_of to learn from")
+        self.encoder_ = FeatureEncoder(min_shipments=self.min_shipments).fit(known)
+        codes = self.encoder_.transform(known).codes.copy()
+        self._mask_for_pooling(codes, rng)
+        duration, event = observed_durations(known, as_of)
+        X, y, w = self._person_days(codes, duration, event, rng)
+        self.classifier_ = HistGradientBoostingClassifier(
+            learning_rate=self.learning_rate,
+            max_iter=self.max_iter,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            categorical_features=[False, *self.encoder_.categorical],
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+        self.classifier_.fit(X, y, sample_weight=w)
+        self.n_shipments_ = len(known)
+        self.n_person_days_ = int(len(y))
+        self.n_events_ = int(event.sum())
+        self._reset_cache()
+        return self
+
+    def _mask_for_pooling(self, codes: np.ndarray, rng: np.random.Generator) -> None:
+        """Teach the pooled codes: a random share of shipments lose their country/region."""
+        names = self.encoder_.feature_names
+        country, region = names.index("country"), names.index("region")
+        masked = rng.random(len(codes)) < self.country_mask_rate
+        codes[masked, country] = 0
+        codes[masked, region] = 0
+        codes[rng.random(len(codes)) < self.region_mask_rate, region] = 0
+
+    def _person_days(
+        self,
+        codes: np.ndarray,
+        duration: np.ndarray,
+        event: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One row per shipment per day at risk; days without delivery are subsampled."""
+        horizon = self.horizon_days
+        event = event & (duration < horizon)
+        duration = np.clip(duration, 0, horizon - 1)
+        # Days 0..duration-1 are survived; day `duration` is survived too when censored.
+        survived = duration + (~event).astype(np.int64)
+        n_events = int(event.sum())
+        total = int(survived.sum())
+        budget = max(self.max_person_days - n_events, 1)
+        rate = min(1.0, budget / max(total, 1))
+        kept = rng.binomial(survived, rate) if rate < 1.0 else survived
+        owner = np.repeat(np.arange(len(codes)), kept)
+        if rate < 1.0:
+            day = np.floor(rng.random(len(owner)) * survived[owner]).astype(np.int64)
+        else:
+            starts = np.repeat(np.cumsum(kept) - kept, kept)
+            day = np.arange(len(owner)) - starts
+        event_owner = np.flatnonzero(event)
+        X = np.column_stack(
+            [
+                np.concatenate([day, duration[event_owner]]),
+                np.concatenate([codes[owner], codes[event_owner]]),
+            ]
+        ).astype(np.float32)
+        y = np.concatenate([np.zeros(len(owner), np.int8), np.ones(len(event_owner), np.int8)])
+        w = np.concatenate([np.full(len(owner), 1.0 / rate), np.ones(len(event_owner))])
+        return X, y, w
+
+    # -- prediction ----------------------------------------------------------------------
+    def _reset_cache(self) -> None:
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state.pop("_cache", None)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if "classifier_" in state:
+            self._reset_cache()
+
+    def survival_curves(self, keys: np.ndarray) -> np.ndarray:
+        """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per (distinct) curve key."""
+        keys = np.asarray(keys, dtype=np.int64)
+        missing = [int(k) for k in keys if int(k) not in self._cache]
+        if missing:
+            self._compute(np.unique(np.asarray(missing, dtype=np.int64)))
+        with self._lock:
+            return np.stack([self._cache[int(k)] for k in keys])
+
+    def _compute(self, keys: np.ndarray) -> None:
+        horizon = self.horizon_days
+        codes = self.encoder_.decode_keys(keys)
+        days = np.tile(np.arange(horizon), len(keys))
+        X = np.column_stack([days, np.repeat(codes, horizon, axis=0)]).astype(np.float32)
+        hazard = self.classifier_.predict_proba(X)[:, 1].reshape(len(keys), horizon)
+        hazard = np.clip(hazard, 1e-7, 1.0 - 1e-7)
+        curves = np.exp(np.cumsum(np.log1p(-hazard), axis=1))
+        with self._lock:
+            for key, curve in zip(keys, curves, strict=True):
+                self._cache[int(key)] = curve
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def conditional_survival(
+        self, features: EncodedFeatures, elapsed: np.ndarray, horizons: np.ndarray
+    ) -> np.ndarray:
+        """``P(T > horizons[i, j] | T > elapsed[i])`` for each row and horizon column.
+
+        Horizons at or before the elapsed time give 1 (the parcel is already past them).
+        """
+        return conditional_from_curves(
+            self.survival_curves, features.curve_key, elapsed, horizons, self.horizon_days
+        )
+
+
+def conditional_from_curves(
+    curves_for: object,
+    keys: np.ndarray,
+    elapsed: np.ndarray,
+    horizons: np.ndarray,
+    horizon_days: int,
+) -> np.ndarray:
+    """Gather ``S(h) / S(e)`` per row from per-key survival curves (shared by all estimators).
+
+    ``curves_for`` maps an array of distinct keys to their curves (rows of ``S``).
+    Times past the curve's end use its last value (the long-run share never delivered).
+    """
+    elapsed = np.asarray(elapsed, dtype=np.int64)
+    horizons = np.asarray(horizons, dtype=np.int64)
+    squeeze = horizons.ndim == 1
+    if squeeze:
+        horizons = horizons[:, None]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    table = curves_for(unique)  # type: ignore[operator]
+    last = horizon_days - 1
+    s_elapsed = table[inverse, np.clip(elapsed, 0, last)]
+    s_horizon = table[inverse[:, None], np.clip(horizons, 0, last)]
+    ratio = s_horizon / np.maximum(s_elapsed, 1e-300)[:, None]
+    ratio = np.where(horizons <= elapsed[:, None], 1.0, np.clip(ratio, 0.0, 1.0))
+    return ratio[:, 0] if squeeze else ratio
+
+
+def predict_conditional(
+    estimator: DiscreteTimeHazard, frame: pd.DataFrame, elapsed: np.ndarray, horizons: np.ndarray
+) -> np.ndarray:
+    """Frame-level convenience: encode ``frame`` and return conditional survival."""
+    return estimator.conditional_survival(estimator.encoder_.transform(frame), elapsed, horizons)

@@ -1,0 +1,81 @@
+"""The fitted advisor model: hazard curves, calibration and the per-destination lag table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.calibration import PlattCalibrator
+from model.features import days_between
+from model.hazard import DiscreteTimeHazard
+
+__all__ = ["PREDICTION_COLUMNS", "AdvisorModel"]
+
+PREDICTION_COLUMNS = (
+    "p_late",
+    "p_late_after_extension",
+    "elapsed_days",
+    "days_remaining",
+    "delivered",
+    "unseen_country",
+    "sparse_lane",
+    "structural_lag",
+)
+
+
+@dataclass
+class AdvisorModel:
+    """What ``train`` produces and ``predict`` uses; saved as one joblib file with a manifest.
+
+    ``lanes`` has one row per destination country seen in training (see
+    :func:`model.train.lane_table`). ``model_version`` is set from the manifest on load.
+    """
+
+    hazard: DiscreteTimeHazard
+    calibrator: PlattCalibrator
+    lanes: pd.DataFrame
+    training: dict[str, Any] = field(default_factory=dict)
+    model_version: str = "unsaved"
+
+    def predict(
+        self, orders: pd.DataFrame, as_of: date, *, extension_days: int = 30
+    ) -> pd.DataFrame:
+        """Late-arrival probabilities for validated open orders, seen at ``as_of``.
+
+        ``p_late`` = P(arrives after deadline | not delivered by as_of) and
+        ``p_late_after_extension`` the same after ``deadline + extension_days``; both are 0
+        for an order delivered by ``as_of``. Output rows align with ``orders``.
+        """
+        n = len(orders)
+        as_of_ts = pd.Timestamp(as_of)
+        elapsed = days_between(np.full(n, as_of_ts.to_datetime64()), orders["shipped_at"])
+        deadline_days = days_between(orders["deadline"], orders["shipped_at"])
+        delivered_at = orders["delivered_at"]
+        delivered = (delivered_at.notna() & (delivered_at <= as_of_ts)).to_numpy(dtype=bool)
+        features = self.hazard.encoder_.transform(orders)
+        horizons = np.column_stack([deadline_days, deadline_days + extension_days])
+        raw = self.hazard.conditional_survival(features, elapsed, horizons) if n else np.zeros(
+            (0, 2)
+        )
+        calibrated = self.calibrator.transform(raw)
+        calibrated[:, 1] = np.minimum(calibrated[:, 1], calibrated[:, 0])
+        calibrated[delivered] = 0.0
+        lag = self.lanes["structural_lag"].to_dict() if len(self.lanes) else {}
+        return pd.DataFrame(
+            {
+                "p_late": calibrated[:, 0],
+                "p_late_after_extension": calibrated[:, 1],
+                "elapsed_days": elapsed,
+                "days_remaining": deadline_days - elapsed,
+                "delivered": delivered,
+                "unseen_country": features.unseen_country,
+                "sparse_lane": features.sparse_lane,
+                "structural_lag": orders["destination_country"].map(lag).fillna(False)
+                .to_numpy(dtype=bool),
+            },
+            index=orders.index,
+        )

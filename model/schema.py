@@ -1,0 +1,315 @@
+"""Column contracts and row-level validation of shipment frames.
+
+Both the shipment history and open orders arrive as text (CSV cells, JSON strings). The
+validators here parse a frame of raw values column by column, vectorised, and return the
+rows that parse plus one reject record per failing row (its 1-based input line, order_id,
+column and reason). Every bad row is reported, never only the first; a missing required
+column is a :class:`~model.errors.SchemaError` because no row can be used then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pycountry
+
+from model.errors import SchemaError
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "HISTORY_REQUIRED",
+    "OPEN_ORDER_COLUMNS",
+    "OPEN_ORDER_REQUIRED",
+    "REJECT_COLUMNS",
+    "Validated",
+    "iso_country_codes",
+    "validate_history",
+    "validate_open_orders",
+]
+
+HISTORY_REQUIRED: tuple[str, ...] = ("order_id", "destination_country", "shipped_at", "deadline")
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "order_id",
+    "destination_country",
+    "shipping_method",
+    "shipped_at",
+    "deadline",
+    "delivered_at",
+    "destination_region",
+    "weight_g",
+    "declared_value_usd",
+    "ordered_at",
+)
+OPEN_ORDER_REQUIRED: tuple[str, ...] = (
+    "order_id",
+    "destination_country",
+    "shipping_method",
+    "shipped_at",
+    "deadline",
+)
+OPEN_ORDER_COLUMNS: tuple[str, ...] = (
+    "order_id",
+    "destination_country",
+    "shipping_method",
+    "shipped_at",
+    "deadline",
+    "delivered_at",
+    "extensions",
+    "dispute_opened_at",
+    "destination_region",
+    "weight_g",
+    "declared_value_usd",
+    "ordered_at",
+)
+REJECT_COLUMNS: tuple[str, ...] = ("line", "order_id", "column", "reason")
+UNKNOWN_METHOD = "unknown"
+FIRST_DATA_LINE = 2  # line 1 of a CSV file is its header
+
+
+@lru_cache(maxsize=1)
+def iso_country_codes() -> frozenset[str]:
+    """The ISO 3166-1 alpha-2 codes (upper case)."""
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The rows that parsed (typed columns, input order) and one record per rejected row.
+
+    ``valid`` keeps a ``line`` column with each row's 1-based input line number.
+    ``rejects`` has the columns of :data:`REJECT_COLUMNS`, sorted by line.
+    """
+
+    valid: pd.DataFrame
+    rejects: pd.DataFrame
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.valid) + len(self.rejects)
+
+
+class _Collector:
+    """Collects the first failing column and reason per row (rows keep the first failure)."""
+
+    def __init__(self, n: int) -> None:
+        self.column = np.full(n, None, dtype=object)
+        self.reason = np.full(n, None, dtype=object)
+
+    def add(self, mask: np.ndarray | pd.Series, column: str, reason: str | pd.Series) -> None:
+        mask = np.asarray(mask, dtype=bool) & pd.isna(self.column)
+        if not mask.any():
+            return
+        self.column[mask] = column
+        if isinstance(reason, pd.Series):
+            self.reason[mask] = reason.to_numpy(dtype=object)[mask]
+        else:
+            self.reason[mask] = reason
+
+    @property
+    def failed(self) -> np.ndarray:
+        return ~pd.isna(self.column)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """True where a cell is missing or only white space."""
+    as_text = values.astype("string")
+    return np.asarray(as_text.isna() | (as_text.str.strip() == ""), dtype=bool)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    return values.astype("string").str.strip()
+
+
+def _parse_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Parse ISO 8601 dates/datetimes to UTC-naive midnight timestamps.
+
+    Returns the parsed series and a mask of cells that were present but did not parse.
+    Time zones are honoured (converted to UTC) before the date is taken.
+    """
+    blank = _blank(values)
+    text = _text(values).where(~blank)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    else:
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    parsed = parsed.dt.tz_localize(None).dt.floor("D").astype("datetime64[ns]")
+    bad = np.asarray(parsed.isna(), dtype=bool) & ~blank
+    return parsed, bad
+
+
+def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    blank = _blank(values)
+    parsed = pd.to_numeric(_text(values).where(~blank), errors="coerce").astype("float64")
+    bad = (np.asarray(parsed.isna(), dtype=bool) | ~np.isfinite(parsed.fillna(0.0))) & ~blank
+    return parsed, bad
+
+
+def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{what} is missing required column(s): {', '.join(missing)}"
+            f" (found: {', '.join(map(str, frame.columns)) or 'none'})"
+        )
+
+
+def _validate(
+    frame: pd.DataFrame,
+    *,
+    columns: Sequence[str],
+    required: Sequence[str],
+    what: str,
+    lines: Sequence[int] | np.ndarray | None,
+    as_of: date | None,
+    open_orders: bool,
+) -> Validated:
+    _require_columns(frame, required, what)
+    n = len(frame)
+    line = (
+        np.arange(FIRST_DATA_LINE, FIRST_DATA_LINE + n, dtype=np.int64)
+        if lines is None
+        else np.asarray(lines, dtype=np.int64)
+    )
+    raw = {c: (frame[c] if c in frame.columns else pd.Series([None] * n, dtype=object))
+           for c in columns}
+    raw = {c: s.reset_index(drop=True) for c, s in raw.items()}
+    errors = _Collector(n)
+    out: dict[str, pd.Series] = {}
+
+    # order_id: required, unique within the input.
+    order_id = _text(raw["order_id"])
+    errors.add(_blank(raw["order_id"]), "order_id", "missing required value")
+    present = ~_blank(raw["order_id"])
+    dup = np.asarray(order_id.duplicated(keep="first"), dtype=bool) & present
+    if dup.any():
+        first_line = pd.Series(line).groupby(order_id.fillna("").to_numpy()).transform("first")
+        reason = "duplicate order_id (first seen on line " + first_line.astype(str) + ")"
+        errors.add(dup, "order_id", reason)
+    out["order_id"] = order_id.astype(object)
+
+    # destination_country: ISO 3166-1 alpha-2, case-insensitive.
+    country = _text(raw["destination_country"]).str.upper()
+    blank_country = _blank(raw["destination_country"])
+    errors.add(blank_country, "destination_country", "missing required value")
+    codes = iso_country_codes()
+    unknown = ~np.asarray(country.isin(codes).fillna(False), dtype=bool) & ~blank_country
+    errors.add(
+        unknown,
+        "destination_country",
+        "'" + country.fillna("").astype(str) + "' is not an ISO 3166-1 alpha-2 country code",
+    )
+    out["destination_country"] = country.astype(object)
+
+    method = _text(raw["shipping_method"]).str.lower()
+    out["shipping_method"] = method.where(~_blank(raw["shipping_method"]), UNKNOWN_METHOD).astype(
+        object
+    )
+    region = _text(raw["destination_region"]).str.upper()
+    out["destination_region"] = region.where(~_blank(raw["destination_region"]), None).astype(
+        object
+    )
+
+    date_columns = ["shipped_at", "deadline", "delivered_at", "ordered_at"]
+    if open_orders:
+        date_columns.append("dispute_opened_at")
+    for col in date_columns:
+        parsed, bad = _parse_dates(raw[col])
+        if col in required:
+            errors.add(_blank(raw[col]), col, "missing required value")
+        errors.add(bad, col, "'" + _text(raw[col]).fillna("").astype(str)
+                   + "' is not an ISO 8601 date")
+        out[col] = parsed
+
+    shipped, deadline = out["shipped_at"], out["deadline"]
+    errors.add(np.asarray(deadline < shipped, dtype=bool), "deadline", "deadline before shipped_at")
+    errors.add(
+        np.asarray(out["delivered_at"] < shipped, dtype=bool),
+        "delivered_at",
+        "delivered_at before shipped_at",
+    )
+    errors.add(
+        np.asarray(out["ordered_at"] > shipped, dtype=bool),
+        "ordered_at",
+        "ordered_at after shipped_at",
+    )
+    if as_of is not None:
+        errors.add(
+            np.asarray(shipped > pd.Timestamp(as_of), dtype=bool),
+            "shipped_at",
+            f"as_of ({as_of.isoformat()}) before shipped_at",
+        )
+
+    for col in ("weight_g", "declared_value_usd"):
+        parsed, bad = _parse_numbers(raw[col])
+        errors.add(bad, col, "'" + _text(raw[col]).fillna("").astype(str) + "' is not a number")
+        errors.add(np.asarray(parsed < 0, dtype=bool), col, "negative value")
+        out[col] = parsed
+
+    if open_orders:
+        ext_raw = raw["extensions"]
+        parsed, bad = _parse_numbers(ext_raw)
+        not_int = np.asarray(((parsed % 1) != 0) & parsed.notna(), dtype=bool) & ~bad
+        errors.add(bad | not_int, "extensions",
+                   "'" + _text(ext_raw).fillna("").astype(str) + "' is not a whole number")
+        errors.add(np.asarray(parsed < 0, dtype=bool), "extensions", "negative extensions")
+        out["extensions"] = parsed.fillna(0.0).clip(lower=0).astype("int64")
+        disputed = out["dispute_opened_at"]
+        errors.add(
+            np.asarray(disputed < shipped, dtype=bool),
+            "dispute_opened_at",
+            "dispute_opened_at before shipped_at",
+        )
+
+    failed = errors.failed
+    result = pd.DataFrame(out)
+    result.insert(0, "line", line)
+    valid = result.loc[~failed].reset_index(drop=True)
+    rejects = pd.DataFrame(
+        {
+            "line": line[failed],
+            "order_id": order_id.where(~pd.Series(_blank(raw["order_id"])), None)
+            .to_numpy(dtype=object)[failed],
+            "column": errors.column[failed],
+            "reason": errors.reason[failed],
+        }
+    )
+    return Validated(valid=valid, rejects=rejects.sort_values("line", kind="stable")
+                     .reset_index(drop=True))
+
+
+def validate_history(
+    frame: pd.DataFrame, *, lines: Sequence[int] | np.ndarray | None = None
+) -> Validated:
+    """Validate a shipment-history frame (see README, "Shipment history")."""
+    return _validate(
+        frame,
+        columns=HISTORY_COLUMNS,
+        required=HISTORY_REQUIRED,
+        what="shipment history",
+        lines=lines,
+        as_of=None,
+        open_orders=False,
+    )
+
+
+def validate_open_orders(
+    frame: pd.DataFrame,
+    *,
+    as_of: date | None = None,
+    lines: Sequence[int] | np.ndarray | None = None,
+) -> Validated:
+    """Validate an open-orders frame; with ``as_of``, orders shipped after it are rejected."""
+    return _validate(
+        frame,
+        columns=OPEN_ORDER_COLUMNS,
+        required=OPEN_ORDER_REQUIRED[:2] + OPEN_ORDER_REQUIRED[3:],
+        what="open orders",
+        lines=lines,
+        as_of=as_of,
+        open_orders=True,
+    )

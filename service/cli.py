@@ -1,0 +1,208 @@
+"""``window-advisor``: one Typer command per stage (generate, train, evaluate, score, ...).
+
+Every user error is an :class:`~model.errors.AdvisorError`; it is printed on one line to
+stderr and the command exits 1, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from model.errors import AdvisorError
+from service.settings import get_settings
+
+app = typer.Typer(
+    name="window-advisor",
+    help="Delivery-window extension advisor: learn lane delays, advise extend/escalate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Cut-off / decision date (YYYY-MM-DD)."),
+]
+ModelDir = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model directory [default: $ADVISOR_MODEL_DIR or ./artifacts/model]."),
+]
+HistoryPath = Annotated[
+    Path | None,
+    typer.Option("--history", help="History file (.csv, .csv.gz, .parquet) [default: bundled]."),
+]
+
+
+def friendly_errors(func: F) -> F:
+    """Turn :class:`AdvisorError` into a one-line message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AdvisorError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def model_dir_or_default(model: Path | None) -> Path:
+    return model if model is not None else get_settings().model_dir
+
+
+def as_date(value: datetime | None) -> date | None:
+    return value.date() if value is not None else None
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def print_rejects_summary(rejects: Any, what: str, limit: int = 10) -> None:
+    if len(rejects) == 0:
+        return
+    table = Table(title=f"{len(rejects)} {what} rejected (first {min(limit, len(rejects))})")
+    for column in ("line", "order_id", "column", "reason"):
+        table.add_column(column)
+    for row in rejects.head(limit).itertuples(index=False):
+        table.add_row(str(row.line), str(row.order_id), str(row.column), str(row.reason))
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def generate(
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Shipments to generate.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file (.csv, .csv.gz, .parquet).")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    as_of: AsOf = None,
+) -> None:
+    """Generate a synthetic shipment history (deterministic for a seed)."""
+    from data.generate import DEFAULT_AS_OF, generate_history, write_generated
+    from service.tables import table_format
+
+    table_format(out_path)
+    cutoff = as_date(as_of) or DEFAULT_AS_OF
+    with console.status(f"generating {rows:,} shipments"):
+        frame = generate_history(rows, seed=seed, as_of=cutoff)
+        write_generated(frame, out_path, seed=seed, as_of=cutoff, kind="history")
+    late = frame["delivered_at"].isna() | (frame["delivered_at"] > frame["deadline"])
+    out.print(
+        f"wrote {len(frame):,} shipments to {out_path} (as of {cutoff}, seed {seed};"
+        f" {frame['delivered_at'].isna().mean():.1%} undelivered at cut-off,"
+        f" {late.mean():.1%} late or undelivered)"
+    )
+
+
+@app.command()
+@friendly_errors
+def train(
+    history: HistoryPath = None,
+    as_of: AsOf = None,
+    model: ModelDir = None,
+) -> None:
+    """Fit the late-arrival model, calibrate it on a time-based holdout, save the artifact."""
+    from model.artifact import save_model
+    from model.train import train_model
+    from service.history import latest_date, load_history
+
+    settings = get_settings()
+    directory = model_dir_or_default(model)
+    with console.status("reading history"):
+        loaded = load_history(history, settings)
+    if loaded.generated_now:
+        console.print(f"generated the default history at {loaded.path}")
+    valid = loaded.validated.valid
+    print_rejects_summary(loaded.validated.rejects, "history rows")
+    if valid.empty:
+        raise AdvisorError(f"{loaded.path}: no valid shipment rows to train on")
+    cutoff = as_date(as_of) or latest_date(valid)
+    with console.status(f"training on {len(valid):,} shipments as of {cutoff}"):
+        fitted = train_model(valid, cutoff)
+    manifest = save_model(
+        fitted,
+        directory,
+        data_sha256=loaded.sha256,
+        data_source=str(loaded.path),
+        rows_rejected=len(loaded.validated.rejects),
+    )
+    if len(loaded.validated.rejects):
+        rejects_path = directory / "history_rejects.csv"
+        loaded.validated.rejects.to_csv(rejects_path, index=False)
+        console.print(f"rejected rows written to {rejects_path}")
+    summary = Table(title=f"model {manifest['model_version']} saved to {directory}")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    holdout = manifest["metrics"]
+    summary.add_row("shipments used", f"{fitted.training['rows_used']:,}")
+    summary.add_row("rows rejected", f"{len(loaded.validated.rejects):,}")
+    summary.add_row("as of", str(cutoff))
+    summary.add_row("holdout decisions (test half)", str(holdout.get("test_decisions", 0)))
+    for name in ("p_late_raw", "p_late", "p_late_after_extension"):
+        metrics = holdout.get(name) or {}
+        for key in ("auc", "brier"):
+            value = metrics.get(key)
+            summary.add_row(f"{name} {key}", "n/a" if value is None else f"{value:.4f}")
+    summary.add_row("calibration", fitted.calibrator.note)
+    summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
+    out.print(summary)
+
+
+@app.command()
+@friendly_errors
+def score(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Open orders file.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output (.csv, .csv.gz, .parquet).")],
+    model: ModelDir = None,
+    as_of: AsOf = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy TOML [default: $ADVISOR_POLICY_FILE].")
+    ] = None,
+) -> None:
+    """Score open orders: one recommendation per valid row, every other row rejected."""
+    from model.artifact import load_model
+    from service.policy import load_policy
+    from service.scoring import score_raw
+    from service.tables import read_table, write_table
+
+    settings = get_settings()
+    fitted, _ = load_model(model_dir_or_default(model))
+    rules = load_policy(policy or settings.policy_file)
+    decision_date = as_date(as_of) or today_utc()
+    raw = read_table(input_path)
+    batch = score_raw(raw, fitted, rules, decision_date)
+    write_table(batch.scored, out_path)
+    rejects_path = out_path.with_name(out_path.name.split(".")[0] + ".rejects.csv")
+    write_table(batch.rejects, rejects_path)
+    counts = batch.scored["action"].value_counts()
+    out.print(
+        f"scored {len(batch.scored):,} + rejected {len(batch.rejects):,} ="
+        f" {len(raw):,} input rows; "
+        + ", ".join(f"{action}: {n:,}" for action, n in counts.items())
+    )
+    print_rejects_summary(batch.rejects, "rows")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The extension policy: probabilities in, the least-expected-cost action out.
+
+Pure functions of arrays and a :class:`PolicyConfig`. Inside the last ``act_within_days``
+of the window, for an undelivered order not in dispute, with ``p_on_time = 1 - p_late``,
+``p_saved = p_late - p_late_after_extension`` and ``p_beyond = p_late_after_extension``,
+each action's expected cost is ``cost[action] . (p_on_time, p_saved, p_beyond)`` in units of
+the order's value; the cheapest wins, ties going to the least invasive action
+(``none`` before ``extend`` before ``escalate``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model.errors import PolicyConfigError
+
+__all__ = [
+    "ACTIONS",
+    "REASON_MESSAGES",
+    "CostRow",
+    "Decisions",
+    "PolicyConfig",
+    "decide",
+    "expected_costs",
+    "load_policy",
+    "reason_message",
+]
+
+ACTIONS = ("none", "extend", "escalate", "respond_to_dispute")
+_CHOICES = ("none", "extend", "escalate")  # what the cost comparison picks among
+
+REASON_MESSAGES: dict[str, str] = {
+    "delivered": "The parcel has been delivered; nothing to do.",
+    "dispute_open": "A dispute is open: answer it before the platform refunds the buyer.",
+    "window_closed": "The receipt window has already closed.",
+    "outside_window": "More days remain than the action window; check again later.",
+    "likely_on_time": "The parcel will most likely arrive by the deadline.",
+    "structural_lag": "This destination routinely arrives late (structural lag).",
+    "late_but_coming": "Likely late, but likely to arrive within the extension.",
+    "likely_lost": "Likely late and unlikely to arrive even after an extension.",
+    "max_extensions_reached": "The window was already extended the maximum number of times.",
+    "unseen_country": "No history for this country: a pooled estimate was used.",
+    "sparse_lane": "Little history for this country: a pooled estimate was used.",
+}
+
+
+class CostRow(BaseModel):
+    """Cost of one action for each outcome, in units of the order's value."""
+
+    model_config = ConfigDict(extra="forbid")
+    on_time: float = Field(ge=0)
+    within_extension: float = Field(ge=0)
+    beyond: float = Field(ge=0)
+
+    def vector(self) -> np.ndarray:
+        return np.array([self.on_time, self.within_extension, self.beyond])
+
+
+class Costs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    none: CostRow = CostRow(on_time=0.0, within_extension=1.0, beyond=1.0)
+    extend: CostRow = CostRow(on_time=0.02, within_extension=0.02, beyond=1.05)
+    escalate: CostRow = CostRow(on_time=0.3, within_extension=0.5, beyond=0.7)
+
+
+class PolicyConfig(BaseModel):
+    """Every number of the decision rule; defaults are the README's policy table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    act_within_days: int = Field(5, ge=1, le=60)
+    extension_days: int = Field(30, ge=1, le=180)
+    max_extensions: int = Field(2, ge=0, le=10)
+    respond_within_days: int = Field(5, ge=1, le=30)
+    likely_threshold: float = Field(0.5, gt=0, lt=1)
+    costs: Costs = Costs()
+
+    def cost_matrix(self) -> np.ndarray:
+        """Rows: none, extend, escalate; columns: on time, within extension, beyond."""
+        return np.vstack([getattr(self.costs, a).vector() for a in _CHOICES])
+
+
+def load_policy(path: Path | None) -> PolicyConfig:
+    """Read a policy TOML file (keys as in :class:`PolicyConfig`); None gives the defaults."""
+    if path is None:
+        return PolicyConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PolicyConfigError(f"policy file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyConfigError(f"policy file {path} is not valid TOML: {exc}") from None
+    try:
+        return PolicyConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise PolicyConfigError(f"policy file {path}: {problems}") from None
+
+
+def expected_costs(p_late: np.ndarray, p_after: np.ndarray, config: PolicyConfig) -> np.ndarray:
+    """Expected cost of none / extend / escalate per order, shape (n, 3)."""
+    p_late = np.asarray(p_late, dtype=np.float64)
+    p_after = np.minimum(np.asarray(p_after, dtype=np.float64), p_late)
+    outcomes = np.column_stack([1.0 - p_late, p_late - p_after, p_after])
+    return outcomes @ config.cost_matrix().T
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Actions (index into :data:`ACTIONS`) and reason codes, one per order."""
+
+    action: np.ndarray  # object array of action names
+    reasons: np.ndarray  # object array of ";"-joined reason codes
+
+
+def decide(
+    *,
+    p_late: np.ndarray,
+    p_after: np.ndarray,
+    days_remaining: np.ndarray,
+    delivered: np.ndarray,
+    in_dispute: np.ndarray,
+    extensions: np.ndarray,
+    config: PolicyConfig,
+    structural_lag: np.ndarray | None = None,
+    unseen_country: np.ndarray | None = None,
+    sparse_lane: np.ndarray | None = None,
+) -> Decisions:
+    """Choose an action per order (vectorised); see the module docstring for the rule."""
+    n = len(p_late)
+    costs = expected_costs(p_late, p_after, config)
+    can_extend = np.asarray(extensions) < config.max_extensions
+    costs[~can_extend, 1] = np.inf
+    best = np.argmin(costs, axis=1)  # argmin keeps the first (least invasive) on ties
+    in_window = (days_remaining >= 0) & (days_remaining < config.act_within_days)
+    action = np.where(in_window, np.asarray(_CHOICES, dtype=object)[best], "none")
+    action = np.where(in_dispute, "respond_to_dispute", action)
+    action = np.where(delivered, "none", action).astype(object)
+
+    primary = np.select(
+        [delivered, in_dispute, days_remaining < 0, ~in_window],
+        ["delivered", "dispute_open", "window_closed", "outside_window"],
+        default=f"within_{config.act_within_days}_days",
+    ).astype(object)
+    likely = config.likely_threshold
+    assessed = in_window & ~delivered & ~in_dispute
+    outlook = np.select(
+        [p_late < likely, p_after >= likely * p_late],
+        ["likely_on_time", "likely_lost"],
+        default="late_but_coming",
+    ).astype(object)
+    codes = [
+        (primary, np.ones(n, dtype=bool)),
+        (outlook, assessed),
+        ("max_extensions_reached", assessed & ~can_extend),
+        ("structural_lag", _flag(structural_lag, n) & ~delivered),
+        ("unseen_country", _flag(unseen_country, n) & ~delivered),
+        ("sparse_lane", _flag(sparse_lane, n) & ~delivered),
+    ]
+    reasons = pd.Series(primary, dtype="string")
+    for code, mask in codes[1:]:
+        suffix = code if isinstance(code, str) else pd.Series(code, dtype="string")
+        reasons = reasons.where(~mask, reasons + ";" + suffix)
+    return Decisions(action=action, reasons=reasons.to_numpy(dtype=object))
+
+
+def _flag(values: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if values is None else np.asarray(values, dtype=bool)
+
+
+def reason_message(code: str) -> str:
+    """Human-readable text of a reason code."""
+    if code.startswith("within_") and code.endswith("_days"):
+        days = code.removeprefix("within_").removesuffix("_days")
+        return f"Fewer than {days} days remain before the deadline: time to decide."
+    return REASON_MESSAGES.get(code, code)

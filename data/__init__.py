@@ -1,0 +1,1 @@
+"""Synthetic shipment data for the window advisor (see ``data/README.md`` for provenance)."""

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 GENERATOR_NAME = "window-advisor"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULT_AS_OF = date(2026, 11, 1)
 DEFAULT_SEED = 7
 
@@ -106,11 +106,11 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "aliexpress_premium": Method(8.0, 0.30, 0.004, 0.03, 1.0, 0.85, 1.0, 350.0, 18.0),
-    "aliexpress_standard": Method(13.0, 0.35, 0.008, 0.04, 1.0, 1.0, 1.0, 300.0, 12.0),
-    "cainiao_super_economy": Method(26.0, 0.40, 0.030, 0.05, 1.0, 1.15, 1.0, 120.0, 5.0),
-    "epacket": Method(12.0, 0.35, 0.010, 0.04, 1.0, 1.0, 1.0, 250.0, 10.0),
-    "express": Method(5.0, 0.30, 0.002, 0.02, 0.5, 0.3, 0.5, 900.0, 60.0),
+    "aliexpress_premium": Method(8.0, 0.30, 0.006, 0.03, 1.0, 0.85, 1.0, 350.0, 18.0),
+    "aliexpress_standard": Method(13.0, 0.35, 0.015, 0.04, 1.0, 1.0, 1.0, 300.0, 12.0),
+    "cainiao_super_economy": Method(26.0, 0.40, 0.050, 0.05, 1.0, 1.15, 1.0, 120.0, 5.0),
+    "epacket": Method(12.0, 0.35, 0.020, 0.04, 1.0, 1.0, 1.0, 250.0, 10.0),
+    "express": Method(5.0, 0.30, 0.003, 0.02, 0.5, 0.3, 0.5, 900.0, 60.0),
 }
 _METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 _DEFAULT_METHOD = "aliexpress_standard"
@@ -170,9 +170,9 @@ DEFAULT_COUNTRY = Country(0.0, 1.30, 1.3, windows="mid")
 
 WINDOW_DAYS = np.array([30, 45, 60, 90, 120], dtype=np.int64)
 WINDOW_PROFILES: dict[str, tuple[float, ...]] = {
-    "fast": (0.30, 0.25, 0.35, 0.10, 0.00),
-    "mid": (0.15, 0.25, 0.40, 0.15, 0.05),
-    "latam": (0.10, 0.15, 0.40, 0.25, 0.10),
+    "fast": (0.10, 0.20, 0.45, 0.20, 0.05),
+    "mid": (0.05, 0.15, 0.45, 0.25, 0.10),
+    "latam": (0.05, 0.10, 0.35, 0.30, 0.20),
     "br": (0.05, 0.10, 0.30, 0.30, 0.25),
 }
 

@@ -107,7 +107,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         )
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
-        manifest["model_sha256"], manifest["libraries"], manifest["model_version"]  # noqa: B018
+        manifest["model_sha256"], manifest["libraries"], manifest["model_version"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"unreadable manifest {path}: {exc}") from None
     return manifest

@@ -56,7 +56,7 @@ class PlattCalibrator:
 def probability_metrics(p: np.ndarray, outcome: np.ndarray) -> dict[str, float | int | None]:
     """AUC, Brier score and base rate of probabilities against 0/1 outcomes."""
     outcome = np.asarray(outcome, dtype=bool)
-    n = int(len(outcome))
+    n = len(outcome)
     both = 0 < outcome.sum() < n
     return {
         "n": n,

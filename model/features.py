@@ -17,8 +17,10 @@ import pandas as pd
 __all__ = [
     "CNY_DATES",
     "POOLED",
-    "FeatureEncoder",
+    "SEASON_FEATURES",
+    "SHARED_FEATURES",
     "EncodedFeatures",
+    "FeatureEncoder",
     "days_between",
 ]
 
@@ -28,11 +30,35 @@ POOLED = "__pooled__"
 CNY_DATES: tuple[date, ...] = tuple(
     date.fromisoformat(d)
     for d in (
-        "2012-01-23", "2013-02-10", "2014-01-31", "2015-02-19", "2016-02-08", "2017-01-28",
-        "2018-02-16", "2019-02-05", "2020-01-25", "2021-02-12", "2022-02-01", "2023-01-22",
-        "2024-02-10", "2025-01-29", "2026-02-17", "2027-02-06", "2028-01-26", "2029-02-13",
-        "2030-02-03", "2031-01-23", "2032-02-11", "2033-01-31", "2034-02-19", "2035-02-08",
-        "2036-01-28", "2037-02-15", "2038-02-04", "2039-01-24", "2040-02-12",
+        "2012-01-23",
+        "2013-02-10",
+        "2014-01-31",
+        "2015-02-19",
+        "2016-02-08",
+        "2017-01-28",
+        "2018-02-16",
+        "2019-02-05",
+        "2020-01-25",
+        "2021-02-12",
+        "2022-02-01",
+        "2023-01-22",
+        "2024-02-10",
+        "2025-01-29",
+        "2026-02-17",
+        "2027-02-06",
+        "2028-01-26",
+        "2029-02-13",
+        "2030-02-03",
+        "2031-01-23",
+        "2032-02-11",
+        "2033-01-31",
+        "2034-02-19",
+        "2035-02-08",
+        "2036-01-28",
+        "2037-02-15",
+        "2038-02-04",
+        "2039-01-24",
+        "2040-02-12",
     )
 )
 _CNY_NS = np.array([np.datetime64(d, "ns") for d in CNY_DATES]).astype("int64")
@@ -40,8 +66,12 @@ _DAY_NS = 86_400 * 10**9
 
 # Discretisation of the numeric features (bins are part of the curve key).
 CNY_LOW, CNY_HIGH, CNY_STEP = -42, 62, 7  # days from the nearest CNY, clipped
-WINDOW_STEP, WINDOW_MAX = 5, 239  # window length (deadline - shipped_at) in days
+WINDOW_STEP, WINDOW_MAX = 10, 239  # original window length (deadline - shipped_at) in days
 HANDOFF_MAX = 15  # days from order to carrier hand-off
+
+
+SHARED_FEATURES = ("country", "method")  # interact with both the lane and the season
+SEASON_FEATURES = ("ship_week", "cny_bin")
 
 
 def days_between(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
@@ -94,9 +124,14 @@ class FeatureEncoder:
     use_handoff_: bool = False
 
     @property
-    def feature_names(self) -> list[str]:
-        names = ["country", "method", "region", "ship_week", "cny_bin", "window_bin"]
+    def lane_features(self) -> list[str]:
+        """Features of the lane itself (may interact with each other and with time)."""
+        names = ["country", "method", "region", "window_bin"]
         return [*names, "handoff_bin"] if self.use_handoff_ else names
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*self.lane_features, *SEASON_FEATURES]
 
     @property
     def categorical(self) -> list[bool]:
@@ -128,23 +163,30 @@ class FeatureEncoder:
         self.use_handoff_ = bool(history["ordered_at"].notna().mean() > 0.5)
         return self
 
-    def transform(self, frame: pd.DataFrame) -> EncodedFeatures:
+    def transform(self, frame: pd.DataFrame, *, extension_days: int = 30) -> EncodedFeatures:
+        """Encode a validated frame. The window is the original one: ``deadline`` less
+        ``extension_days`` per extension already granted (column ``extensions``, if any)."""
+        window = days_between(frame["deadline"], frame["shipped_at"])
+        if "extensions" in frame.columns:
+            window = window - extension_days * frame["extensions"].to_numpy(dtype=np.int64)
         country = frame["destination_country"].astype(object)
         columns = {
             "country": country.map(self.countries_).fillna(0).to_numpy(dtype=np.int64),
-            "method": frame["shipping_method"].astype(object).map(self.methods_).fillna(0)
+            "method": frame["shipping_method"]
+            .astype(object)
+            .map(self.methods_)
+            .fillna(0)
             .to_numpy(dtype=np.int64),
             "region": _region_labels(frame).map(self.regions_).fillna(0).to_numpy(dtype=np.int64),
             "ship_week": _ship_week(frame["shipped_at"].to_numpy()),
             "cny_bin": _cny_offset_bin(frame["shipped_at"].to_numpy()),
-            "window_bin": np.clip(
-                days_between(frame["deadline"], frame["shipped_at"]), 0, WINDOW_MAX
-            ) // WINDOW_STEP,
+            "window_bin": np.clip(window, 0, WINDOW_MAX) // WINDOW_STEP,
         }
         if self.use_handoff_:
             handoff = days_between(frame["shipped_at"], frame["ordered_at"])
-            columns["handoff_bin"] = np.where(handoff < 0, HANDOFF_MAX + 1,
-                                              np.minimum(handoff, HANDOFF_MAX))
+            columns["handoff_bin"] = np.where(
+                handoff < 0, HANDOFF_MAX + 1, np.minimum(handoff, HANDOFF_MAX)
+            )
         codes = np.column_stack([columns[name] for name in self.feature_names]).astype(np.int64)
         unseen = ~country.isin(self.seen_countries_).to_numpy(dtype=bool)
         return EncodedFeatures(
@@ -154,21 +196,24 @@ class FeatureEncoder:
             sparse_lane=(columns["country"] == 0) & ~unseen,
         )
 
-    def curve_keys(self, codes: np.ndarray) -> np.ndarray:
-        """Mixed-radix integer key of each row's feature codes."""
+    def curve_keys(self, codes: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+        """Mixed-radix integer key of each row's codes for ``names`` (default: all features)."""
+        names = names or self.feature_names
+        radix_of = dict(zip(self.feature_names, self.radices, strict=True))
         key = np.zeros(len(codes), dtype=np.int64)
-        for j, radix in enumerate(self.radices):
-            key = key * radix + codes[:, j]
+        for name in names:
+            key = key * radix_of[name] + codes[:, self.feature_names.index(name)]
         return key
 
-    def decode_keys(self, keys: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`curve_keys`."""
+    def decode_keys(self, keys: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+        """Inverse of :meth:`curve_keys`: all feature columns, 0 for those not in ``names``."""
+        names = names or self.feature_names
+        radix_of = dict(zip(self.feature_names, self.radices, strict=True))
         keys = np.asarray(keys, dtype=np.int64).copy()
-        radices = self.radices
-        codes = np.zeros((len(keys), len(radices)), dtype=np.int64)
-        for j in range(len(radices) - 1, -1, -1):
-            codes[:, j] = keys % radices[j]
-            keys //= radices[j]
+        codes = np.zeros((len(keys), len(self.feature_names)), dtype=np.int64)
+        for name in reversed(names):
+            codes[:, self.feature_names.index(name)] = keys % radix_of[name]
+            keys //= radix_of[name]
         return codes
 
 

@@ -24,9 +24,25 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from model.features import EncodedFeatures, FeatureEncoder, days_between
+from model.features import (
+    SEASON_FEATURES,
+    SHARED_FEATURES,
+    EncodedFeatures,
+    FeatureEncoder,
+    days_between,
+)
 
-__all__ = ["DiscreteTimeHazard", "observed_durations"]
+__all__ = ["DiscreteTimeHazard", "observed_durations", "time_bucket"]
+
+
+def time_bucket(day: np.ndarray) -> np.ndarray:
+    """The model's time feature: daily to day 60, then 2-day, then 4-day buckets.
+
+    The hazard is taken as constant inside a bucket, so a curve needs one prediction per
+    bucket rather than per day.
+    """
+    day = np.asarray(day, dtype=np.int64)
+    return np.where(day < 60, day, np.where(day < 120, 60 + (day - 60) // 2, 90 + (day - 120) // 4))
 
 
 def observed_durations(history: pd.DataFrame, as_of: date) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +106,9 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         self._mask_for_pooling(codes, rng)
         duration, event = observed_durations(known, as_of)
         X, y, w = self._person_days(codes, duration, event, rng)
+        names = ["time", *self.encoder_.feature_names]
+        lane = [names.index(n) for n in ("time", *self.encoder_.lane_features)]
+        season = [names.index(n) for n in ("time", *SHARED_FEATURES, *SEASON_FEATURES)]
         self.classifier_ = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter,
@@ -97,12 +116,15 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
             categorical_features=[False, *self.encoder_.categorical],
+            # Lane and season effects are additive on the logit scale given time, country and
+            # method: curves then combine from small per-lane and per-season tables.
+            interaction_cst=[lane, season],
             early_stopping=False,
             random_state=self.random_state,
         )
         self.classifier_.fit(X, y, sample_weight=w)
         self.n_shipments_ = len(known)
-        self.n_person_days_ = int(len(y))
+        self.n_person_days_ = len(y)
         self.n_events_ = int(event.sum())
         self._reset_cache()
         return self
@@ -143,7 +165,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         event_owner = np.flatnonzero(event)
         X = np.column_stack(
             [
-                np.concatenate([day, duration[event_owner]]),
+                time_bucket(np.concatenate([day, duration[event_owner]])),
                 np.concatenate([codes[owner], codes[event_owner]]),
             ]
         ).astype(np.float32)
@@ -154,12 +176,13 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
     # -- prediction ----------------------------------------------------------------------
     def _reset_cache(self) -> None:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._parts: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        state.pop("_cache", None)
-        state.pop("_lock", None)
+        for transient in ("_cache", "_parts", "_lock"):
+            state.pop(transient, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -167,21 +190,51 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         if "classifier_" in state:
             self._reset_cache()
 
+    def _part_names(self, part: str) -> list[str]:
+        if part == "lane":
+            return self.encoder_.lane_features
+        if part == "season":
+            return [*SHARED_FEATURES, *SEASON_FEATURES]
+        return list(SHARED_FEATURES)
+
+    def _logit_parts(self, part: str, keys: np.ndarray) -> np.ndarray:
+        """Raw logits per time bucket for sub-keys of one part, other features at code 0."""
+        unique, inverse = np.unique(keys, return_inverse=True)
+        missing = np.array([k for k in unique if (part, int(k)) not in self._parts], np.int64)
+        if len(missing):
+            names = self._part_names(part)
+            codes = self.encoder_.decode_keys(missing, names)
+            buckets = time_bucket(np.arange(self.horizon_days))
+            n_buckets = int(buckets[-1]) + 1
+            X = np.column_stack(
+                [np.tile(np.arange(n_buckets), len(missing)), np.repeat(codes, n_buckets, axis=0)]
+            ).astype(np.float32)
+            logits = self.classifier_.decision_function(X).reshape(len(missing), n_buckets)
+            with self._lock:
+                for key, row in zip(missing, logits, strict=True):
+                    self._parts[(part, int(key))] = row
+        with self._lock:
+            table = np.stack([self._parts[(part, int(k))] for k in unique])
+        return table[inverse]
+
     def survival_curves(self, keys: np.ndarray) -> np.ndarray:
-        """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per (distinct) curve key."""
+        """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per curve key."""
         keys = np.asarray(keys, dtype=np.int64)
-        missing = [int(k) for k in keys if int(k) not in self._cache]
-        if missing:
-            self._compute(np.unique(np.asarray(missing, dtype=np.int64)))
+        missing = np.unique([k for k in keys.tolist() if k not in self._cache]).astype(np.int64)
+        if len(missing):
+            self._compute(missing)
         with self._lock:
             return np.stack([self._cache[int(k)] for k in keys])
 
     def _compute(self, keys: np.ndarray) -> None:
-        horizon = self.horizon_days
-        codes = self.encoder_.decode_keys(keys)
-        days = np.tile(np.arange(horizon), len(keys))
-        X = np.column_stack([days, np.repeat(codes, horizon, axis=0)]).astype(np.float32)
-        hazard = self.classifier_.predict_proba(X)[:, 1].reshape(len(keys), horizon)
+        encoder = self.encoder_
+        codes = encoder.decode_keys(keys)
+        logit = (
+            self._logit_parts("lane", encoder.curve_keys(codes, self._part_names("lane")))
+            + self._logit_parts("season", encoder.curve_keys(codes, self._part_names("season")))
+            - self._logit_parts("base", encoder.curve_keys(codes, self._part_names("base")))
+        )
+        hazard = 1.0 / (1.0 + np.exp(-logit[:, time_bucket(np.arange(self.horizon_days))]))
         hazard = np.clip(hazard, 1e-7, 1.0 - 1e-7)
         curves = np.exp(np.cumsum(np.log1p(-hazard), axis=1))
         with self._lock:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.calibration import PlattCalibrator
-from model.features import days_between
+from model.features import EncodedFeatures, days_between
 from model.hazard import DiscreteTimeHazard
 
 __all__ = ["PREDICTION_COLUMNS", "AdvisorModel"]
@@ -41,6 +41,24 @@ class AdvisorModel:
     training: dict[str, Any] = field(default_factory=dict)
     model_version: str = "unsaved"
 
+    def conditional_late(
+        self,
+        features: EncodedFeatures,
+        elapsed: np.ndarray,
+        deadline_days: np.ndarray,
+        extension_days: int = 30,
+    ) -> np.ndarray:
+        """Calibrated (p_late, p_late_after_extension) per row, shape (n, 2), for parcels
+        undelivered after ``elapsed`` days whose deadline is ``deadline_days`` after shipment."""
+        deadline_days = np.asarray(deadline_days, dtype=np.int64)
+        horizons = np.column_stack([deadline_days, deadline_days + extension_days])
+        if len(horizons) == 0:
+            return np.zeros((0, 2))
+        raw = self.hazard.conditional_survival(features, elapsed, horizons)
+        calibrated = self.calibrator.transform(raw)
+        calibrated[:, 1] = np.minimum(calibrated[:, 1], calibrated[:, 0])
+        return calibrated
+
     def predict(
         self, orders: pd.DataFrame, as_of: date, *, extension_days: int = 30
     ) -> pd.DataFrame:
@@ -56,13 +74,8 @@ class AdvisorModel:
         deadline_days = days_between(orders["deadline"], orders["shipped_at"])
         delivered_at = orders["delivered_at"]
         delivered = (delivered_at.notna() & (delivered_at <= as_of_ts)).to_numpy(dtype=bool)
-        features = self.hazard.encoder_.transform(orders)
-        horizons = np.column_stack([deadline_days, deadline_days + extension_days])
-        raw = self.hazard.conditional_survival(features, elapsed, horizons) if n else np.zeros(
-            (0, 2)
-        )
-        calibrated = self.calibrator.transform(raw)
-        calibrated[:, 1] = np.minimum(calibrated[:, 1], calibrated[:, 0])
+        features = self.hazard.encoder_.transform(orders, extension_days=extension_days)
+        calibrated = self.conditional_late(features, elapsed, deadline_days, extension_days)
         calibrated[delivered] = 0.0
         lag = self.lanes["structural_lag"].to_dict() if len(self.lanes) else {}
         return pd.DataFrame(
@@ -74,7 +87,9 @@ class AdvisorModel:
                 "delivered": delivered,
                 "unseen_country": features.unseen_country,
                 "sparse_lane": features.sparse_lane,
-                "structural_lag": orders["destination_country"].map(lag).fillna(False)
+                "structural_lag": orders["destination_country"]
+                .map(lag)
+                .fillna(False)
                 .to_numpy(dtype=bool),
             },
             index=orders.index,

@@ -175,8 +175,10 @@ def _validate(
         if lines is None
         else np.asarray(lines, dtype=np.int64)
     )
-    raw = {c: (frame[c] if c in frame.columns else pd.Series([None] * n, dtype=object))
-           for c in columns}
+    raw = {
+        c: (frame[c] if c in frame.columns else pd.Series([None] * n, dtype=object))
+        for c in columns
+    }
     raw = {c: s.reset_index(drop=True) for c, s in raw.items()}
     errors = _Collector(n)
     out: dict[str, pd.Series] = {}
@@ -221,8 +223,9 @@ def _validate(
         parsed, bad = _parse_dates(raw[col])
         if col in required:
             errors.add(_blank(raw[col]), col, "missing required value")
-        errors.add(bad, col, "'" + _text(raw[col]).fillna("").astype(str)
-                   + "' is not an ISO 8601 date")
+        errors.add(
+            bad, col, "'" + _text(raw[col]).fillna("").astype(str) + "' is not an ISO 8601 date"
+        )
         out[col] = parsed
 
     shipped, deadline = out["shipped_at"], out["deadline"]
@@ -254,8 +257,11 @@ def _validate(
         ext_raw = raw["extensions"]
         parsed, bad = _parse_numbers(ext_raw)
         not_int = np.asarray(((parsed % 1) != 0) & parsed.notna(), dtype=bool) & ~bad
-        errors.add(bad | not_int, "extensions",
-                   "'" + _text(ext_raw).fillna("").astype(str) + "' is not a whole number")
+        errors.add(
+            bad | not_int,
+            "extensions",
+            "'" + _text(ext_raw).fillna("").astype(str) + "' is not a whole number",
+        )
         errors.add(np.asarray(parsed < 0, dtype=bool), "extensions", "negative extensions")
         out["extensions"] = parsed.fillna(0.0).clip(lower=0).astype("int64")
         disputed = out["dispute_opened_at"]
@@ -272,14 +278,16 @@ def _validate(
     rejects = pd.DataFrame(
         {
             "line": line[failed],
-            "order_id": order_id.where(~pd.Series(_blank(raw["order_id"])), None)
-            .to_numpy(dtype=object)[failed],
+            "order_id": order_id.where(~pd.Series(_blank(raw["order_id"])), None).to_numpy(
+                dtype=object
+            )[failed],
             "column": errors.column[failed],
             "reason": errors.reason[failed],
         }
     )
-    return Validated(valid=valid, rejects=rejects.sort_values("line", kind="stable")
-                     .reset_index(drop=True))
+    return Validated(
+        valid=valid, rejects=rejects.sort_values("line", kind="stable").reset_index(drop=True)
+    )
 
 
 def validate_history(

@@ -42,7 +42,11 @@ class TrainingConfig:
 
 
 def lane_table(
-    history: pd.DataFrame, as_of: date, *, horizon_days: int = 256, structural_lag_ratio: float = 1.5
+    history: pd.DataFrame,
+    as_of: date,
+    *,
+    horizon_days: int = 256,
+    structural_lag_ratio: float = 1.5,
 ) -> pd.DataFrame:
     """Per-destination lag: shipments, median/p90 transit of delivered parcels, late share.
 
@@ -118,7 +122,7 @@ def _holdout(
     info.update(
         {
             "calibration_decisions": int(half),
-            "test_decisions": int(len(test_rows)),
+            "test_decisions": len(test_rows),
             "test_from": str(samples["decision_at"].iloc[test_rows[0]].date())
             if len(test_rows)
             else None,
@@ -148,13 +152,16 @@ def train_model(
     )
     training = {
         "as_of": as_of.isoformat(),
-        "rows": int(len(history)),
+        "rows": len(history),
         "rows_used": int(final.n_shipments_),
         "delivered_rows": int(final.n_events_),
         "person_days": int(final.n_person_days_),
         "config": config.as_dict(),
-        "calibration": {"slope": calibrator.slope, "intercept": calibrator.intercept,
-                        "note": calibrator.note},
+        "calibration": {
+            "slope": calibrator.slope,
+            "intercept": calibrator.intercept,
+            "note": calibrator.note,
+        },
         "holdout": holdout,
         "fit_seconds": round(time.perf_counter() - started, 2),
     }

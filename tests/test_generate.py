@@ -201,7 +201,8 @@ def test_true_survival_shape_monotone_and_bounded(history: pd.DataFrame) -> None
     assert surv.shape == grid.shape
     assert ((surv >= 0) & (surv <= 1)).all()
     assert (np.diff(surv, axis=1) <= 1e-12).all()
-    assert (surv[:, -1] > 0).all() and (surv[:, -1] < 0.1).all()  # only lost parcels remain
+    # Only lost parcels remain, and no lane loses more than the generator's 25% cap.
+    assert (surv[:, -1] > 0).all() and (surv[:, -1] <= 0.25).all()
     one = true_survival(rows, grid[:, 30])
     assert one.shape == (len(rows),)
     np.testing.assert_allclose(one, surv[:, 30])

@@ -167,6 +167,91 @@ def train(
 
 @app.command()
 @friendly_errors
+def evaluate(
+    history: HistoryPath = None,
+    model: ModelDir = None,
+    as_of: AsOf = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for evaluation.json and plots.")
+    ] = Path("artifacts/evaluation"),
+    holdout_days: Annotated[int, typer.Option("--holdout-days", min=30)] = 150,
+) -> None:
+    """Time-based backtest: AUC/Brier, calibration, lag table and decision cost vs rules."""
+    import json
+
+    from data.generate import read_generator_meta, true_survival
+    from model.artifact import read_manifest
+    from model.errors import ModelNotFoundError
+    from model.train import TrainingConfig
+    from service.evaluate import plot_evaluation, run_backtest
+    from service.history import latest_date, load_history
+    from service.policy import load_policy
+
+    settings = get_settings()
+    loaded = load_history(history, settings)
+    print_rejects_summary(loaded.validated.rejects, "history rows")
+    valid = loaded.validated.valid
+    cutoff = as_date(as_of) or latest_date(valid)
+    config = TrainingConfig()
+    try:  # reuse the hyper-parameters of the model being evaluated, if there is one
+        recorded = read_manifest(model_dir_or_default(model))["training"]["config"]
+        config = TrainingConfig(**recorded)
+    except (ModelNotFoundError, KeyError, TypeError):
+        pass
+    truth = true_survival if read_generator_meta(loaded.path) else None
+    with console.status(f"backtesting {len(valid):,} shipments ({holdout_days}-day holdout)"):
+        result = run_backtest(
+            valid,
+            as_of=cutoff,
+            policy=load_policy(settings.policy_file),
+            config=config,
+            holdout_days=holdout_days,
+            truth=truth,
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(result.summary, indent=2, default=str))
+    plots = plot_evaluation(result, out_dir)
+    print_evaluation(result.summary)
+    out.print(f"wrote {out_dir / 'evaluation.json'} and {', '.join(p.name for p in plots)}")
+
+
+def print_evaluation(summary: dict[str, Any]) -> None:
+    """The backtest as two tables: probability quality, then decision cost by strategy."""
+    quality = Table(title=f"p_late on {summary['decisions']:,} decisions after {summary['split_date']}")
+    for column in ("estimate", "AUC", "Brier", "mean p", "late share"):
+        quality.add_column(column, justify="right")
+    for key in ("p_late", "p_late_kaplan_meier", "p_late_true", "p_late_after_extension"):
+        metrics = summary.get(key)
+        if metrics:
+            quality.add_row(
+                key,
+                *(
+                    "n/a" if metrics[m] is None else f"{metrics[m]:.4f}"
+                    for m in ("auc", "brier", "mean_prediction", "positive_rate")
+                ),
+            )
+    out.print(quality)
+    costs = Table(title="decision cost (units of order value; lower is better)")
+    for column in ("strategy", "realised", "expected (true p)", "savings captured",
+                   "extend", "escalate", "none"):
+        costs.add_column(column, justify="right")
+    captured = summary.get("savings_captured", {})
+    for row in summary["strategies"]:
+        share = captured.get(row["strategy"])
+        costs.add_row(
+            row["strategy"],
+            f"{row['realised_cost']:.1f}",
+            f"{row['expected_cost']:.1f}" if "expected_cost" in row else "n/a",
+            f"{share:.1%}" if share is not None else "n/a",
+            str(row["extend"]),
+            str(row["escalate"]),
+            str(row["none"]),
+        )
+    out.print(costs)
+
+
+@app.command()
+@friendly_errors
 def score(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Open orders file.")],
     out_path: Annotated[Path, typer.Option("--out", help="Output (.csv, .csv.gz, .parquet).")],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from data.generate import DEFAULT_AS_OF, generate_history, generate_open_orders
 from model.artifact import load_model, save_model
@@ -15,6 +16,10 @@ from model.predictor import AdvisorModel
 from model.schema import validate_history
 from model.train import TrainingConfig, train_model
 from service.settings import get_settings
+
+# Tests run two at a time (pytest -n 2) on two cores: one OpenMP/BLAS thread per worker
+# avoids oversubscription, under which OpenMP's spinning threads slow fits many-fold.
+threadpool_limits(limits=1)
 
 SMALL_ROWS = 20_000
 AS_OF: date = DEFAULT_AS_OF

@@ -48,6 +48,43 @@ def decision_orders(n: int, seed: int, policy: PolicyConfig) -> pd.DataFrame:
     return orders.loc[keep].reset_index(drop=True)
 
 
+def naive_classifier(history: pd.DataFrame, policy: PolicyConfig):  # type: ignore[no-untyped-def]
+    """The approach we do not ship: "was this order late", ignoring time already travelled.
+
+    Two gradient-boosted classifiers on lane and season features, trained on orders whose
+    outcome was known by the cut-off. Returned as a function of open orders.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from model.features import FeatureEncoder
+
+    cutoff = pd.Timestamp(DEFAULT_AS_OF)
+    known = history.loc[
+        history["deadline"] + pd.Timedelta(days=policy.extension_days) <= cutoff
+    ].reset_index(drop=True)
+    arrived = known["delivered_at"].where(known["delivered_at"] <= cutoff)
+    late = (arrived.isna() | (arrived > known["deadline"])).to_numpy()
+    after = (
+        arrived.isna() | (arrived > known["deadline"] + pd.Timedelta(days=policy.extension_days))
+    ).to_numpy()
+    encoder = FeatureEncoder().fit(known)
+    X = encoder.transform(known).codes
+    fitted = [
+        HistGradientBoostingClassifier(
+            categorical_features=encoder.categorical, random_state=0
+        ).fit(X, target)
+        for target in (late, after)
+    ]
+
+    def predict(orders: pd.DataFrame) -> np.ndarray:
+        codes = encoder.transform(orders, extension_days=policy.extension_days).codes
+        p = np.column_stack([m.predict_proba(codes)[:, 1] for m in fitted])
+        p[:, 1] = np.minimum(p[:, 1], p[:, 0])
+        return p
+
+    return predict
+
+
 def actions_for(p: np.ndarray, orders: pd.DataFrame, policy: PolicyConfig) -> np.ndarray:
     n = len(orders)
     remaining = days_between(orders["deadline"], np.full(n, np.datetime64(DEFAULT_AS_OF)))
@@ -76,12 +113,14 @@ def run(rows: int, seed: int, n_orders: int, policy: PolicyConfig) -> dict[str, 
     horizons = np.column_stack([deadline, deadline + policy.extension_days])
     p_model = model.predict(orders, DEFAULT_AS_OF)[["p_late", "p_late_after_extension"]].to_numpy()
     p_km = km.predict_conditional(orders, elapsed, horizons)
+    p_naive = naive_classifier(history, policy)(orders)
     survival = true_survival(orders, np.column_stack([elapsed, horizons]))
     p_true = np.clip(survival[:, 1:] / np.maximum(survival[:, [0]], 1e-300), 0, 1)
     true_cost = expected_costs(p_true[:, 0], p_true[:, 1], policy)  # (n, 3)
     strategies = {
         "policy": actions_for(p_model, orders, policy),
         "policy_kaplan_meier": actions_for(p_km, orders, policy),
+        "naive_late_classifier": actions_for(p_naive, orders, policy),
         "never_act": np.zeros(n, dtype=int),
         "extend_all_in_window": np.ones(n, dtype=int),
         "extend_brazil_only": (orders["destination_country"] == "BR").to_numpy().astype(int),

@@ -32,7 +32,7 @@ from model.features import (
     days_between,
 )
 
-__all__ = ["DiscreteTimeHazard", "observed_durations", "time_bucket"]
+__all__ = ["DiscreteTimeHazard", "bucket_start", "observed_durations", "time_bucket"]
 
 
 def time_bucket(day: np.ndarray) -> np.ndarray:
@@ -43,6 +43,18 @@ def time_bucket(day: np.ndarray) -> np.ndarray:
     """
     day = np.asarray(day, dtype=np.int64)
     return np.where(day < 60, day, np.where(day < 120, 60 + (day - 60) // 2, 90 + (day - 120) // 4))
+
+
+def bucket_start(bucket: np.ndarray) -> np.ndarray:
+    """First day of each time bucket (inverse of :func:`time_bucket` on bucket starts)."""
+    bucket = np.asarray(bucket, dtype=np.int64)
+    return np.where(
+        bucket < 60, bucket, np.where(bucket < 90, 60 + (bucket - 60) * 2, 120 + (bucket - 90) * 4)
+    )
+
+
+RELATIVE_STEPS = 4  # relative-time bins per typical transit time
+RELATIVE_MAX = 63
 
 
 def observed_durations(history: pd.DataFrame, as_of: date) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +117,11 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         codes = self.encoder_.transform(known).codes.copy()
         self._mask_for_pooling(codes, rng)
         duration, event = observed_durations(known, as_of)
+        self.typical_transit_ = self._typical_transit(codes, duration, event)
         X, y, w = self._person_days(codes, duration, event, rng)
-        names = ["time", *self.encoder_.feature_names]
-        lane = [names.index(n) for n in ("time", *self.encoder_.lane_features)]
+        names = ["time", "relative_time", *self.encoder_.feature_names]
+        lane_names = ("time", "relative_time", *self.encoder_.lane_features)
+        lane = [names.index(n) for n in lane_names]
         season = [names.index(n) for n in ("time", *SHARED_FEATURES, *SEASON_FEATURES)]
         self.classifier_ = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
@@ -115,7 +129,7 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
-            categorical_features=[False, *self.encoder_.categorical],
+            categorical_features=[False, False, *self.encoder_.categorical],
             # Lane and season effects are additive on the logit scale given time, country and
             # method: curves then combine from small per-lane and per-season tables.
             interaction_cst=[lane, season],
@@ -128,6 +142,46 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
         self.n_events_ = int(event.sum())
         self._reset_cache()
         return self
+
+    def _typical_transit(
+        self, codes: np.ndarray, duration: np.ndarray, event: np.ndarray, prior: float = 20.0
+    ) -> np.ndarray:
+        """Typical transit days per (country code, method code): a geometric mean of observed
+        deliveries, shrunk toward the method's and then the global one (``prior`` shipments).
+
+        Time divided by it is the *relative time* feature: how overdue a parcel is for its
+        lane. It lets rare lanes borrow the shape of the tail (when the still-missing are
+        mostly lost) from all lanes.
+        """
+        names = self.encoder_.feature_names
+        radix = dict(zip(names, self.encoder_.radices, strict=True))
+        country = codes[event, names.index("country")]
+        method = codes[event, names.index("method")]
+        log_days = np.log1p(duration[event].astype(np.float64))
+        overall = float(log_days.mean()) if len(log_days) else np.log1p(14.0)
+
+        def shrunk(index: np.ndarray, size: int, toward: np.ndarray) -> np.ndarray:
+            total = np.bincount(index, weights=log_days, minlength=size)
+            count = np.bincount(index, minlength=size)
+            return (total + prior * toward) / (count + prior)
+
+        by_method = shrunk(method, radix["method"], np.full(radix["method"], overall))
+        lane = country * radix["method"] + method
+        lane_size = radix["country"] * radix["method"]
+        by_lane = shrunk(lane, lane_size, np.tile(by_method, radix["country"]))
+        return np.expm1(by_lane).reshape(radix["country"], radix["method"])
+
+    def _design(self, bucket: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Model input rows: time bucket, relative time, then the feature codes."""
+        names = self.encoder_.feature_names
+        typical = self.typical_transit_[
+            codes[:, names.index("country")], codes[:, names.index("method")]
+        ]
+        relative = np.minimum(
+            np.floor(RELATIVE_STEPS * bucket_start(bucket) / np.maximum(typical, 1.0)),
+            RELATIVE_MAX,
+        )
+        return np.column_stack([bucket, relative, codes]).astype(np.float32)
 
     def _mask_for_pooling(self, codes: np.ndarray, rng: np.random.Generator) -> None:
         """Teach the pooled codes: a random share of shipments lose their country/region."""
@@ -163,12 +217,10 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             starts = np.repeat(np.cumsum(kept) - kept, kept)
             day = np.arange(len(owner)) - starts
         event_owner = np.flatnonzero(event)
-        X = np.column_stack(
-            [
-                time_bucket(np.concatenate([day, duration[event_owner]])),
-                np.concatenate([codes[owner], codes[event_owner]]),
-            ]
-        ).astype(np.float32)
+        X = self._design(
+            time_bucket(np.concatenate([day, duration[event_owner]])),
+            np.concatenate([codes[owner], codes[event_owner]]),
+        )
         y = np.concatenate([np.zeros(len(owner), np.int8), np.ones(len(event_owner), np.int8)])
         w = np.concatenate([np.full(len(owner), 1.0 / rate), np.ones(len(event_owner))])
         return X, y, w
@@ -206,9 +258,9 @@ class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
             codes = self.encoder_.decode_keys(missing, names)
             buckets = time_bucket(np.arange(self.horizon_days))
             n_buckets = int(buckets[-1]) + 1
-            X = np.column_stack(
-                [np.tile(np.arange(n_buckets), len(missing)), np.repeat(codes, n_buckets, axis=0)]
-            ).astype(np.float32)
+            X = self._design(
+                np.tile(np.arange(n_buckets), len(missing)), np.repeat(codes, n_buckets, axis=0)
+            )
             logits = self.classifier_.decision_function(X).reshape(len(missing), n_buckets)
             with self._lock:
                 for key, row in zip(missing, logits, strict=True):

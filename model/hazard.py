@@ -71,7 +71,7 @@ def observed_durations(history: pd.DataFrame, as_of: date) -> tuple[np.ndarray, 
     return np.where(event, transit, censor), event
 
 
-class DiscreteTimeHazard(BaseEstimator):  # type: ignore[misc]
+class DiscreteTimeHazard(BaseEstimator):
     """Gradient-boosted daily hazard with pooled categories and cached survival curves.
 
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.

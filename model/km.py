@@ -18,7 +18,7 @@ from model.hazard import conditional_from_curves, observed_durations
 __all__ = ["LaneKaplanMeier"]
 
 
-class LaneKaplanMeier(BaseEstimator):  # type: ignore[misc]
+class LaneKaplanMeier(BaseEstimator):
     """Kaplan-Meier survival per lane; ``lanes`` picks the columns that define a lane."""
 
     def __init__(

@@ -248,6 +248,32 @@ def print_evaluation(summary: dict[str, Any]) -> None:
             str(row["none"]),
         )
     out.print(costs)
+    calibration = Table(title="calibration of p_late (backtest decisions)")
+    for column in ("p_late bin", "decisions", "mean predicted", "observed late share"):
+        calibration.add_column(column, justify="right")
+    for row in summary["calibration_table"]:
+        calibration.add_row(
+            f"{row['bin_low']:.1f}-{row['bin_high']:.1f}",
+            str(row["n"]),
+            f"{row['mean_predicted']:.3f}",
+            f"{row['observed_rate']:.3f}",
+        )
+    out.print(calibration)
+    lanes = Table(title="lag by destination (top 15 by shipments)")
+    for column in ("country", "shipments", "median days", "p90 days", "late share",
+                   "never delivered", "structural lag"):
+        lanes.add_column(column, justify="right")
+    for lane in summary["lanes"][:15]:
+        lanes.add_row(
+            lane["country"],
+            f"{lane['shipments']:,}",
+            f"{lane['median_transit_days']:.0f}",
+            f"{lane['p90_transit_days']:.0f}",
+            f"{lane['late_share']:.1%}",
+            f"{lane['never_delivered_share']:.1%}",
+            "yes" if lane["structural_lag"] else "",
+        )
+    out.print(lanes)
 
 
 @app.command()
@@ -283,6 +309,12 @@ def score(
         + ", ".join(f"{action}: {n:,}" for action, n in counts.items())
     )
     print_rejects_summary(batch.rejects, "rows")
+
+
+# Sub-commands kept in their own modules (imported last: they use the helpers above).
+from service.import_cli import import_app  # noqa: E402
+
+app.add_typer(import_app, name="import")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -10,6 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -276,39 +277,104 @@ def print_evaluation(summary: dict[str, Any]) -> None:
     out.print(lanes)
 
 
+class Engine(str, Enum):
+    """Where ``score`` runs: in this process, or on a Dask cluster."""
+
+    local = "local"
+    dask = "dask"
+
+
 @app.command()
 @friendly_errors
 def score(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Open orders file.")],
-    out_path: Annotated[Path, typer.Option("--out", help="Output (.csv, .csv.gz, .parquet).")],
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="Open orders (.csv, .csv.gz, .parquet; with --engine dask also a directory"
+            " of .parquet files).",
+        ),
+    ],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output (.csv, .csv.gz, .parquet; with --engine dask a name without suffix"
+            " is a directory of .parquet files).",
+        ),
+    ],
     model: ModelDir = None,
     as_of: AsOf = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Policy TOML [default: $ADVISOR_POLICY_FILE].")
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Rejected rows [default: OUTPUT's name + .rejects.csv]."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 2 when any row is rejected.")
+    ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="local: stream in chunks in this process; dask: map_partitions on a cluster.",
+        ),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (tcp://HOST:PORT) [default: a local cluster].",
+        ),
+    ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition [default: 100000]."),
+    ] = None,
 ) -> None:
-    """Score open orders: one recommendation per valid row, every other row rejected."""
+    """Score open orders in bounded memory: every row is scored or rejected (with its line)."""
     from model.artifact import load_model
+    from service.batch import BatchJob, Terminated, print_summary, run_local
     from service.policy import load_policy
-    from service.scoring import score_raw
-    from service.tables import read_table, write_table
 
+    if scheduler is not None and engine is not Engine.dask:
+        raise AdvisorError("--scheduler needs --engine dask")
     settings = get_settings()
     fitted, _ = load_model(model_dir_or_default(model))
     rules = load_policy(policy or settings.policy_file)
-    decision_date = as_date(as_of) or today_utc()
-    raw = read_table(input_path)
-    batch = score_raw(raw, fitted, rules, decision_date)
-    write_table(batch.scored, out_path)
-    rejects_path = out_path.with_name(out_path.name.split(".")[0] + ".rejects.csv")
-    write_table(batch.rejects, rejects_path)
-    counts = batch.scored["action"].value_counts()
-    out.print(
-        f"scored {len(batch.scored):,} + rejected {len(batch.rejects):,} ="
-        f" {len(raw):,} input rows; "
-        + ", ".join(f"{action}: {n:,}" for action, n in counts.items())
+    job = BatchJob.create(
+        input_path,
+        out_path,
+        model=fitted,
+        policy=rules,
+        as_of=as_date(as_of) or today_utc(),
+        rejects=rejects,
+        chunk_rows=chunk_rows,
     )
-    print_rejects_summary(batch.rejects, "rows")
+    try:
+        if engine is Engine.dask:
+            from service.dask_engine import run_dask
+
+            summary = run_dask(job, scheduler=scheduler, console=console)
+        else:
+            summary = run_local(job, console=console)
+    except Terminated:
+        console.print("[bold red]terminated[/]: no output written")
+        raise typer.Exit(143) from None
+    print_summary(summary, out)
+    out.print(
+        f"{summary.invariant_line}; wrote {job.output} and {job.rejects}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if strict and summary.rejected:
+        console.print(
+            f"[bold red]error:[/] {summary.rejected:,} rows rejected (--strict); see {job.rejects}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
 
 
 # Sub-commands kept in their own modules (imported last: they use the helpers above).

@@ -27,6 +27,9 @@ from model.predictor import AdvisorModel
 __all__ = ["TrainingConfig", "lane_table", "train_model"]
 
 
+STRUCTURAL_LAG_MIN_SHIPMENTS = 100
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Knobs of training; ``hazard`` holds :class:`DiscreteTimeHazard` parameters."""
@@ -52,7 +55,8 @@ def lane_table(
 
     Transit quantiles come from a per-country Kaplan-Meier curve (censoring-aware), taken
     among parcels that arrive at all. ``structural_lag`` flags a destination whose 90th
-    percentile exceeds ``structural_lag_ratio`` times that of all shipments.
+    percentile exceeds ``structural_lag_ratio`` times that of all shipments, judged only on
+    at least ``STRUCTURAL_LAG_MIN_SHIPMENTS`` shipments (a handful of parcels says little).
     """
     km = LaneKaplanMeier(horizon_days=horizon_days, lanes=("destination_country",))
     km.fit(history, as_of)
@@ -82,7 +86,10 @@ def lane_table(
                 "p90_transit_days": p90,
                 "late_share": float(late_share.get(country, float("nan"))),
                 "never_delivered_share": never,
-                "structural_lag": bool(p90 >= structural_lag_ratio * pooled_p90),
+                "structural_lag": bool(
+                    p90 >= structural_lag_ratio * pooled_p90
+                    and km.lane_shipments_[index] >= STRUCTURAL_LAG_MIN_SHIPMENTS
+                ),
             }
         )
     return pd.DataFrame(rows).set_index("country").sort_values("shipments", ascending=False)

@@ -29,7 +29,8 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
-out = Console()
+# Tables keep their full width when piped to a file (rich would otherwise assume 80 columns).
+out = Console() if sys.stdout.isatty() else Console(width=120)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -378,10 +378,12 @@ def score(
         raise typer.Exit(2)
 
 
-# Sub-commands kept in their own modules (imported last: they use the helpers above).
+# Commands kept in their own modules (they look up the helpers above when they run).
 from service.import_cli import import_app  # noqa: E402
+from service.report_cli import report_command  # noqa: E402
 
 app.add_typer(import_app, name="import")
+app.command("report")(report_command)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -1,0 +1,153 @@
+"""``window-advisor import``: turn the Olist orders table or a seller's export into history."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from model.errors import AdvisorError
+from service.importers import (
+    ImportResult,
+    import_olist,
+    import_seller_export,
+    parse_column_map,
+    read_csv_text,
+    rejects_path_for,
+    summarise_reasons,
+    write_import,
+)
+from service.tables import table_format, write_table
+
+import_app = typer.Typer(
+    name="import",
+    help="Import shipment history: the public Olist orders table or any seller's CSV export.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """:func:`service.cli.friendly_errors`, looked up when called (``service.cli`` imports
+    this module, so importing it here at load time would be circular)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from service.cli import friendly_errors as cli_friendly_errors
+
+        return cli_friendly_errors(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+HistoryOut = Annotated[
+    Path, typer.Option("--out", help="History file to write (.csv, .csv.gz, .parquet).")
+]
+
+
+def _report(result: ImportResult, out_path: Path) -> None:
+    """Write the history and its rejects, then say what was written, skipped and rejected."""
+    from service.cli import console, out, print_rejects_summary
+
+    if result.history.empty:
+        rejects_path = rejects_path_for(out_path)
+        write_table(result.rejects, rejects_path)
+        print_rejects_summary(result.rejects, "rows")
+        raise AdvisorError(
+            f"no valid shipment rows among {result.rows_read:,} read"
+            f" ({result.rows_skipped:,} skipped, {len(result.rejects):,} rejected);"
+            f" nothing written to {out_path}; rejects in {rejects_path}"
+        )
+    rejects_path = write_import(result, out_path)
+    for note in result.notes:
+        console.print(note, highlight=False)
+    table = Table(title=f"import of {result.rows_read:,} rows")
+    table.add_column("rows", justify="right")
+    table.add_column("outcome")
+    table.add_row(f"{len(result.history):,}", f"written to {out_path}")
+    for reason, count in result.skipped.items():
+        table.add_row(f"{count:,}", f"skipped: {reason}")
+    for reason, count in summarise_reasons(result.rejects).items():
+        table.add_row(f"{count:,}", f"rejected: {reason}")
+    out.print(table)
+    out.print(
+        f"wrote {len(result.history):,} shipments to {out_path}; skipped {result.rows_skipped:,};"
+        f" rejected {len(result.rejects):,} (listed in {rejects_path})",
+        highlight=False,
+    )
+
+
+@import_app.command("olist")
+@friendly_errors
+def olist(
+    orders: Annotated[
+        Path, typer.Option("--orders", help="Olist orders table (olist_orders_dataset.csv).")
+    ],
+    out_path: HistoryOut,
+    customers: Annotated[
+        Path | None,
+        typer.Option(
+            "--customers",
+            help="Olist customers table; gives destination_region = customer_state.",
+        ),
+    ] = None,
+) -> None:
+    """Map the public Olist orders table to history; orders never shipped are skipped."""
+    from service.cli import console
+
+    table_format(out_path)
+    with console.status(f"reading {orders}"):
+        orders_text = read_csv_text(orders)
+        customers_text = read_csv_text(customers) if customers is not None else None
+        result = import_olist(orders_text, customers_text)
+    _report(result, out_path)
+
+
+@import_app.command("csv")
+@friendly_errors
+def seller_csv(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The seller's CSV export.")],
+    out_path: HistoryOut,
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="COLUMN=SOURCE",
+            help="History column = export column (repeatable); same-named columns map themselves.",
+        ),
+    ] = None,
+    date_format: Annotated[
+        str | None,
+        typer.Option(
+            "--date-format",
+            metavar="FMT",
+            help="strptime format of every date column, e.g. %d/%m/%Y [default: ISO 8601].",
+        ),
+    ] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            "--country", metavar="CC", help="Destination country when the export has none."
+        ),
+    ] = None,
+) -> None:
+    """Map any seller export to history, validating every row as training and scoring do."""
+    from service.cli import console, print_rejects_summary
+
+    table_format(out_path)
+    mapping = parse_column_map(column_map or [])
+    with console.status(f"reading {input_path}"):
+        text = read_csv_text(input_path)
+        result = import_seller_export(text, mapping, date_format=date_format, country=country)
+    if text.encoding != "utf-8" or text.delimiter != ",":
+        console.print(
+            f"read {input_path} as {text.encoding}, delimiter {text.delimiter!r}", highlight=False
+        )
+    _report(result, out_path)
+    print_rejects_summary(result.rejects, "rows")

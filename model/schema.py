@@ -115,38 +115,56 @@ class _Collector:
         return ~pd.isna(self.column)
 
 
-def _blank(values: pd.Series) -> np.ndarray:
-    """True where a cell is missing or only white space."""
-    as_text = values.astype("string")
-    return np.asarray(as_text.isna() | (as_text.str.strip() == ""), dtype=bool)
+class _Column:
+    """One input column as stripped text plus its blank mask, computed once.
 
-
-def _text(values: pd.Series) -> pd.Series:
-    return values.astype("string").str.strip()
-
-
-def _parse_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Parse ISO 8601 dates/datetimes to UTC-naive midnight timestamps.
-
-    Returns the parsed series and a mask of cells that were present but did not parse.
-    Time zones are honoured (converted to UTC) before the date is taken.
+    A column absent from the input is all blank and costs no string work.
     """
-    blank = _blank(values)
-    text = _text(values).where(~blank)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    else:
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    parsed = parsed.dt.tz_localize(None).dt.floor("D").astype("datetime64[ns]")
-    bad = np.asarray(parsed.isna(), dtype=bool) & ~blank
-    return parsed, bad
 
+    def __init__(self, frame: pd.DataFrame, name: str) -> None:
+        n = len(frame)
+        self.raw = frame[name].reset_index(drop=True) if name in frame.columns else None
+        if self.raw is None:
+            self.text = pd.Series(pd.NA, index=range(n), dtype="string")
+            self.blank = np.ones(n, dtype=bool)
+        elif pd.api.types.is_datetime64_any_dtype(self.raw) or pd.api.types.is_numeric_dtype(
+            self.raw
+        ):
+            self.text = self.raw.astype("string")
+            self.blank = np.asarray(self.raw.isna(), dtype=bool)
+        else:
+            self.text = self.raw.astype("string").str.strip()
+            self.blank = np.asarray(self.text.isna() | (self.text == ""), dtype=bool)
 
-def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    blank = _blank(values)
-    parsed = pd.to_numeric(_text(values).where(~blank), errors="coerce").astype("float64")
-    bad = (np.asarray(parsed.isna(), dtype=bool) | ~np.isfinite(parsed.fillna(0.0))) & ~blank
-    return parsed, bad
+    def quoted(self) -> pd.Series:
+        """Each cell as ``'value'`` for error messages."""
+        return "'" + self.text.fillna("").astype(str) + "'"
+
+    def dates(self) -> tuple[pd.Series, np.ndarray]:
+        """ISO 8601 dates/datetimes as UTC-naive midnight timestamps, and the unparsable mask.
+
+        Time zones are honoured (converted to UTC) before the date is taken.
+        """
+        n = len(self.blank)
+        if self.raw is None or self.blank.all():
+            return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]"), np.zeros(n, bool)
+        if pd.api.types.is_datetime64_any_dtype(self.raw):
+            parsed = pd.to_datetime(self.raw, errors="coerce", utc=True)
+        else:
+            parsed = pd.to_datetime(
+                self.text.where(~self.blank), errors="coerce", utc=True, format="ISO8601"
+            )
+        parsed = parsed.dt.tz_localize(None).dt.floor("D").astype("datetime64[ns]")
+        return parsed, np.asarray(parsed.isna(), dtype=bool) & ~self.blank
+
+    def numbers(self) -> tuple[pd.Series, np.ndarray]:
+        """Floats, and the mask of present cells that are not finite numbers."""
+        n = len(self.blank)
+        if self.blank.all():
+            return pd.Series(np.nan, index=range(n), dtype="float64"), np.zeros(n, bool)
+        parsed = pd.to_numeric(self.text.where(~self.blank), errors="coerce").astype("float64")
+        bad = np.asarray(parsed.isna(), dtype=bool) | ~np.isfinite(parsed.fillna(0.0))
+        return parsed, bad & ~self.blank
 
 
 def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
@@ -175,31 +193,25 @@ def _validate(
         if lines is None
         else np.asarray(lines, dtype=np.int64)
     )
-    raw = {
-        c: (frame[c] if c in frame.columns else pd.Series([None] * n, dtype=object))
-        for c in columns
-    }
-    raw = {c: s.reset_index(drop=True) for c, s in raw.items()}
+    cells = {c: _Column(frame, c) for c in columns}
     errors = _Collector(n)
     out: dict[str, pd.Series] = {}
 
     # order_id: required, unique within the input.
-    order_id = _text(raw["order_id"])
-    errors.add(_blank(raw["order_id"]), "order_id", "missing required value")
-    present = ~_blank(raw["order_id"])
-    dup = np.asarray(order_id.duplicated(keep="first"), dtype=bool) & present
+    ids = cells["order_id"]
+    errors.add(ids.blank, "order_id", "missing required value")
+    dup = np.asarray(ids.text.duplicated(keep="first"), dtype=bool) & ~ids.blank
     if dup.any():
-        first_line = pd.Series(line).groupby(order_id.fillna("").to_numpy()).transform("first")
+        first_line = pd.Series(line).groupby(ids.text.fillna("").to_numpy()).transform("first")
         reason = "duplicate order_id (first seen on line " + first_line.astype(str) + ")"
         errors.add(dup, "order_id", reason)
-    out["order_id"] = order_id.astype(object)
+    out["order_id"] = ids.text.astype(object)
 
     # destination_country: ISO 3166-1 alpha-2, case-insensitive.
-    country = _text(raw["destination_country"]).str.upper()
-    blank_country = _blank(raw["destination_country"])
-    errors.add(blank_country, "destination_country", "missing required value")
-    codes = iso_country_codes()
-    unknown = ~np.asarray(country.isin(codes).fillna(False), dtype=bool) & ~blank_country
+    country_cells = cells["destination_country"]
+    country = country_cells.text.str.upper()
+    errors.add(country_cells.blank, "destination_country", "missing required value")
+    unknown = ~np.asarray(country.isin(iso_country_codes()), dtype=bool) & ~country_cells.blank
     errors.add(
         unknown,
         "destination_country",
@@ -207,25 +219,21 @@ def _validate(
     )
     out["destination_country"] = country.astype(object)
 
-    method = _text(raw["shipping_method"]).str.lower()
-    out["shipping_method"] = method.where(~_blank(raw["shipping_method"]), UNKNOWN_METHOD).astype(
-        object
+    method = cells["shipping_method"]
+    out["shipping_method"] = (
+        method.text.str.lower().where(~method.blank, UNKNOWN_METHOD).astype(object)
     )
-    region = _text(raw["destination_region"]).str.upper()
-    out["destination_region"] = region.where(~_blank(raw["destination_region"]), None).astype(
-        object
-    )
+    region = cells["destination_region"]
+    out["destination_region"] = region.text.str.upper().where(~region.blank, None).astype(object)
 
     date_columns = ["shipped_at", "deadline", "delivered_at", "ordered_at"]
     if open_orders:
         date_columns.append("dispute_opened_at")
     for col in date_columns:
-        parsed, bad = _parse_dates(raw[col])
+        parsed, bad = cells[col].dates()
         if col in required:
-            errors.add(_blank(raw[col]), col, "missing required value")
-        errors.add(
-            bad, col, "'" + _text(raw[col]).fillna("").astype(str) + "' is not an ISO 8601 date"
-        )
+            errors.add(cells[col].blank, col, "missing required value")
+        errors.add(bad, col, cells[col].quoted() + " is not an ISO 8601 date")
         out[col] = parsed
 
     shipped, deadline = out["shipped_at"], out["deadline"]
@@ -248,25 +256,20 @@ def _validate(
         )
 
     for col in ("weight_g", "declared_value_usd"):
-        parsed, bad = _parse_numbers(raw[col])
-        errors.add(bad, col, "'" + _text(raw[col]).fillna("").astype(str) + "' is not a number")
+        parsed, bad = cells[col].numbers()
+        errors.add(bad, col, cells[col].quoted() + " is not a number")
         errors.add(np.asarray(parsed < 0, dtype=bool), col, "negative value")
         out[col] = parsed
 
     if open_orders:
-        ext_raw = raw["extensions"]
-        parsed, bad = _parse_numbers(ext_raw)
+        extensions = cells["extensions"]
+        parsed, bad = extensions.numbers()
         not_int = np.asarray(((parsed % 1) != 0) & parsed.notna(), dtype=bool) & ~bad
-        errors.add(
-            bad | not_int,
-            "extensions",
-            "'" + _text(ext_raw).fillna("").astype(str) + "' is not a whole number",
-        )
+        errors.add(bad | not_int, "extensions", extensions.quoted() + " is not a whole number")
         errors.add(np.asarray(parsed < 0, dtype=bool), "extensions", "negative extensions")
         out["extensions"] = parsed.fillna(0.0).clip(lower=0).astype("int64")
-        disputed = out["dispute_opened_at"]
         errors.add(
-            np.asarray(disputed < shipped, dtype=bool),
+            np.asarray(out["dispute_opened_at"] < shipped, dtype=bool),
             "dispute_opened_at",
             "dispute_opened_at before shipped_at",
         )
@@ -278,9 +281,7 @@ def _validate(
     rejects = pd.DataFrame(
         {
             "line": line[failed],
-            "order_id": order_id.where(~pd.Series(_blank(raw["order_id"])), None).to_numpy(
-                dtype=object
-            )[failed],
+            "order_id": ids.text.where(~ids.blank, None).to_numpy(dtype=object)[failed],
             "column": errors.column[failed],
             "reason": errors.reason[failed],
         }

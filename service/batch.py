@@ -96,8 +96,12 @@ SCORED_SCHEMA = pa.schema(
 )
 assert tuple(SCORED_SCHEMA.names) == SCORED_COLUMNS
 REJECTS_SCHEMA = pa.schema(
-    [("line", pa.int64()), ("order_id", pa.string()), ("column", pa.string()),
-     ("reason", pa.string())]
+    [
+        ("line", pa.int64()),
+        ("order_id", pa.string()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+    ]
 )
 UNPARSABLE = "(unparsable)"  # the ``column`` label of a row that is not a CSV record
 
@@ -224,7 +228,10 @@ def score_partition(
         scored, rejects = batch.scored, batch.rejects
         valid = ~np.isin(rest_lines, rejects["line"].to_numpy(dtype=np.int64))
         destinations = (
-            rest["destination_country"].astype("string").str.strip().str.upper()
+            rest["destination_country"]
+            .astype("string")
+            .str.strip()
+            .str.upper()
             .to_numpy(dtype=object)[valid]
         )
         parts.append(rejects)
@@ -338,8 +345,7 @@ class BatchSummary:
     @property
     def invariant_line(self) -> str:
         return (
-            f"scored {self.scored:,} + rejected {self.rejected:,} ="
-            f" {self.input_rows:,} input rows"
+            f"scored {self.scored:,} + rejected {self.rejected:,} = {self.input_rows:,} input rows"
         )
 
 
@@ -426,7 +432,9 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
                 summary.add(result)
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.update(
-                    task, completed=done, rows=summary.input_rows,
+                    task,
+                    completed=done,
+                    rows=summary.input_rows,
                     rate=summary.input_rows / elapsed,
                 )
             for sink in sinks:

@@ -121,7 +121,7 @@ def temp_path_for(path: Path, tag: str = "partial") -> Path:
 
 
 # -- CSV: header -------------------------------------------------------------------------
-def _open_binary(path: Path, kind: str) -> IO[bytes]:
+def _open_binary(path: Path, kind: str) -> Any:
     if kind == "csv.gz":
         return gzip.open(path, "rb")
     return path.open("rb")
@@ -281,9 +281,7 @@ def _split_records(buf: bytes, eof: bool, max_records: int) -> tuple[_Lines, lis
         for k in multi:
             a, b = int(first[k]), int(ends[k])
             span_ok = b - a < MAX_RECORD_LINES and lines.parity_end[b] == ref
-            if not span_ok or _decode_fields(
-                buf[lines.start[a] : lines.end[b]]
-            ) is None:
+            if not span_ok or _decode_fields(buf[lines.start[a] : lines.end[b]]) is None:
                 bad = int(k)
                 break
         if bad < 0:
@@ -299,8 +297,11 @@ def _split_records(buf: bytes, eof: bool, max_records: int) -> tuple[_Lines, lis
         return lines, [empty, empty, np.zeros(0, dtype=bool)], 0
     return (
         lines,
-        [np.concatenate(firsts).astype(np.int64), np.concatenate(lasts).astype(np.int64),
-         np.concatenate(refs)],
+        [
+            np.concatenate(firsts).astype(np.int64),
+            np.concatenate(lasts).astype(np.int64),
+            np.concatenate(refs),
+        ],
         count,
     )
 
@@ -319,7 +320,7 @@ class CsvSplitter:
     def __iter__(self) -> Iterator[CsvChunk]:
         try:
             with self.path.open("rb") as raw:
-                stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if self.kind == "csv.gz" else raw
+                stream: Any = gzip.GzipFile(fileobj=raw) if self.kind == "csv.gz" else raw
                 yield from self._chunks(stream, raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise InputFileError(f"{self.path}: cannot read as {self.kind}: {exc}") from None

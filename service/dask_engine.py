@@ -155,8 +155,9 @@ _IDS_META = pd.DataFrame(
         "line": pd.Series(dtype=np.int64),
     }
 )
-_COUNTS_META = pd.DataFrame({"partition": pd.Series(dtype=np.int64),
-                             "counts": pd.Series(dtype=object)})
+_COUNTS_META = pd.DataFrame(
+    {"partition": pd.Series(dtype=np.int64), "counts": pd.Series(dtype=object)}
+)
 
 
 def score_and_write(
@@ -296,8 +297,12 @@ def _empty_parts(scored_dir: Path, rejects_dir: Path) -> dict[int, dict[str, Any
     pq.write_table(REJECTS_SCHEMA.empty_table(), rejects_dir / "part.00000.parquet")
     return {
         0: {
-            "scored": 0, "rejected": 0, "blank_lines": 0, "by_action": Counter(),
-            "by_destination": Counter(), "rejects_by_column": Counter(),
+            "scored": 0,
+            "rejected": 0,
+            "blank_lines": 0,
+            "by_action": Counter(),
+            "by_destination": Counter(),
+            "rejects_by_column": Counter(),
         }
     }
 

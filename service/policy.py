@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model.errors import PolicyConfigError
@@ -140,35 +139,49 @@ def decide(
     costs[~can_extend, 1] = np.inf
     best = np.argmin(costs, axis=1)  # argmin keeps the first (least invasive) on ties
     in_window = (days_remaining >= 0) & (days_remaining < config.act_within_days)
-    action = np.where(in_window, np.asarray(_CHOICES, dtype=object)[best], "none")
-    action = np.where(in_dispute, "respond_to_dispute", action)
-    action = np.where(delivered, "none", action).astype(object)
+    chosen = np.where(in_window, best, 0)  # indices into ACTIONS
+    chosen = np.where(
+        delivered, 0, np.where(in_dispute, ACTIONS.index("respond_to_dispute"), chosen)
+    )
+    action = np.asarray(ACTIONS, dtype=object)[chosen]
 
+    # Reasons: each row's codes form one of a few hundred combinations; build each
+    # combination's text once and index it, rather than joining strings row by row.
+    primaries = (
+        "delivered",
+        "dispute_open",
+        "window_closed",
+        "outside_window",
+        f"within_{config.act_within_days}_days",
+    )
     primary = np.select(
-        [delivered, in_dispute, days_remaining < 0, ~in_window],
-        ["delivered", "dispute_open", "window_closed", "outside_window"],
-        default=f"within_{config.act_within_days}_days",
-    ).astype(object)
+        [delivered, in_dispute, days_remaining < 0, ~in_window], [0, 1, 2, 3], default=4
+    )
     likely = config.likely_threshold
     assessed = in_window & ~delivered & ~in_dispute
-    outlook = np.select(
-        [p_late < likely, p_after >= likely * p_late],
-        ["likely_on_time", "likely_lost"],
-        default="late_but_coming",
-    ).astype(object)
-    codes = [
-        (primary, np.ones(n, dtype=bool)),
-        (outlook, assessed),
+    outlooks = ("", "likely_on_time", "likely_lost", "late_but_coming")
+    outlook = np.where(
+        assessed, np.select([p_late < likely, p_after >= likely * p_late], [1, 2], default=3), 0
+    )
+    flags = (
         ("max_extensions_reached", assessed & ~can_extend),
         ("structural_lag", _flag(structural_lag, n) & ~delivered),
         ("unseen_country", _flag(unseen_country, n) & ~delivered),
         ("sparse_lane", _flag(sparse_lane, n) & ~delivered),
-    ]
-    reasons = pd.Series(primary, dtype="string")
-    for code, mask in codes[1:]:
-        suffix = code if isinstance(code, str) else pd.Series(code, dtype="string")
-        reasons = reasons.where(~mask, reasons + ";" + suffix)
-    return Decisions(action=action, reasons=reasons.to_numpy(dtype=object))
+    )
+    combination = primary * 4 + outlook
+    for _, mask in flags:
+        combination = combination * 2 + mask
+    unique, inverse = np.unique(combination, return_inverse=True)
+    texts = []
+    for value in unique.tolist():
+        bits = [(value >> (len(flags) - 1 - k)) & 1 for k in range(len(flags))]
+        rest = value >> len(flags)
+        codes = [primaries[rest // 4], outlooks[rest % 4]]
+        codes += [name for (name, _), bit in zip(flags, bits, strict=True) if bit]
+        texts.append(";".join(code for code in codes if code))
+    reasons = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
+    return Decisions(action=action, reasons=reasons)
 
 
 def _flag(values: np.ndarray | None, n: int) -> np.ndarray:

@@ -320,8 +320,8 @@ def backtest_for_report(
             holdout_days=holdout_days,
             truth=truth,
         )
-    except ValueError as exc:
-        return None, str(exc)
+    except ValueError as exc:  # too little history before or after the split
+        return None, f"the {holdout_days}-day backtest could not run: {exc}"
     summary = dict(result.summary)
     summary["per_lane"] = per_lane_backtest(result.samples)
     return summary, None
@@ -744,8 +744,9 @@ def build_report(
     rows_rejected: int = 0,
     holdout_days: int = 150,
     truth: Any = None,
-) -> str:
-    """Backtest the history, then render the report (HTML text).
+) -> ReportContext:
+    """Backtest the history and gather what the report shows (render with
+    :func:`render_report`).
 
     ``model`` (optional) supplies the per-lane table, its version and its pooling threshold;
     without it the table is computed from the history. ``config`` is the training config
@@ -766,17 +767,15 @@ def build_report(
     else:
         lanes = lane_table(history, as_of)
         min_shipments = 30
-    return render_report(
-        ReportContext(
-            history=history,
-            as_of=as_of,
-            source=source,
-            policy=policy,
-            lanes=lanes,
-            rows_rejected=rows_rejected,
-            model_version=model.model_version if model is not None else None,
-            min_shipments=min_shipments,
-            backtest=backtest,
-            backtest_note=note,
-        )
+    return ReportContext(
+        history=history,
+        as_of=as_of,
+        source=source,
+        policy=policy,
+        lanes=lanes,
+        rows_rejected=rows_rejected,
+        model_version=model.model_version if model is not None else None,
+        min_shipments=min_shipments,
+        backtest=backtest,
+        backtest_note=note,
     )

@@ -44,7 +44,7 @@ def report_command(
     from service.cli import console, out, print_rejects_summary
     from service.history import latest_date, load_history
     from service.policy import load_policy
-    from service.report import build_report
+    from service.report import build_report, render_report
     from service.settings import get_settings
 
     settings = get_settings()
@@ -72,7 +72,7 @@ def report_command(
     cutoff = as_of.date() if as_of is not None else latest_date(valid)
     truth = true_survival if read_generator_meta(loaded.path) else None
     with console.status(f"backtesting {len(valid):,} shipments and drawing the report"):
-        page = build_report(
+        context = build_report(
             valid,
             as_of=cutoff,
             source=loaded.path.name,
@@ -82,6 +82,9 @@ def report_command(
             rows_rejected=len(loaded.validated.rejects),
             truth=truth,
         )
+    if context.backtest_note:
+        console.print(f"no backtest: {context.backtest_note}", highlight=False)
+    page = render_report(context)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_png_data_uri_is_inline_and_names_no_web_site() -> None:
     assert not plt.get_fignums()  # the figure was closed
 
 
-def _history(rows: list[tuple[str, str, str, str | None, str | None]]) -> pd.DataFrame:
+def _history(rows: Sequence[tuple[str, str, str, str | None, str | None]]) -> pd.DataFrame:
     raw = pd.DataFrame(
         rows,
         columns=["order_id", "shipped_at", "deadline", "delivered_at", "destination_region"],

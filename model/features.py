@@ -22,6 +22,7 @@ __all__ = [
     "EncodedFeatures",
     "FeatureEncoder",
     "days_between",
+    "lookup",
 ]
 
 POOLED = "__pooled__"
@@ -169,15 +170,11 @@ class FeatureEncoder:
         window = days_between(frame["deadline"], frame["shipped_at"])
         if "extensions" in frame.columns:
             window = window - extension_days * frame["extensions"].to_numpy(dtype=np.int64)
-        country = frame["destination_country"].astype(object)
+        country = frame["destination_country"]
         columns = {
-            "country": country.map(self.countries_).fillna(0).to_numpy(dtype=np.int64),
-            "method": frame["shipping_method"]
-            .astype(object)
-            .map(self.methods_)
-            .fillna(0)
-            .to_numpy(dtype=np.int64),
-            "region": _region_labels(frame).map(self.regions_).fillna(0).to_numpy(dtype=np.int64),
+            "country": lookup(country, self.countries_),
+            "method": lookup(frame["shipping_method"], self.methods_),
+            "region": lookup(_region_labels(frame), self.regions_),
             "ship_week": _ship_week(frame["shipped_at"].to_numpy()),
             "cny_bin": _cny_offset_bin(frame["shipped_at"].to_numpy()),
             "window_bin": np.clip(window, 0, WINDOW_MAX) // WINDOW_STEP,
@@ -188,7 +185,7 @@ class FeatureEncoder:
                 handoff < 0, HANDOFF_MAX + 1, np.minimum(handoff, HANDOFF_MAX)
             )
         codes = np.column_stack([columns[name] for name in self.feature_names]).astype(np.int64)
-        unseen = ~country.isin(self.seen_countries_).to_numpy(dtype=bool)
+        unseen = ~lookup(country, dict.fromkeys(self.seen_countries_, 1)).astype(bool)
         return EncodedFeatures(
             codes=codes,
             curve_key=self.curve_keys(codes),
@@ -217,7 +214,19 @@ class FeatureEncoder:
         return codes
 
 
+def lookup(values: pd.Series, codes: dict[str, int], default: int = 0) -> np.ndarray:
+    """``codes[value]`` per row (``default`` when missing or unknown), via factorisation:
+    one dictionary look-up per distinct value instead of per row."""
+    index, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.array([codes.get(str(u), default) for u in uniques] + [default], dtype=np.int64)
+    return table[index]  # the NA sentinel -1 picks the trailing default
+
+
 def _region_labels(frame: pd.DataFrame) -> pd.Series:
-    region = frame["destination_region"].astype(object)
-    labels = frame["destination_country"].astype(object).astype(str) + "/" + region.astype(str)
-    return labels.where(region.notna(), None)
+    region = frame["destination_region"]
+    known = region.notna().to_numpy()
+    labels = np.full(len(frame), None, dtype=object)
+    if known.any():
+        country = frame["destination_country"].to_numpy(dtype=object)[known]
+        labels[known] = country + "/" + region.to_numpy(dtype=object)[known]
+    return pd.Series(labels, index=frame.index, dtype=object)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.calibration import PlattCalibrator
-from model.features import EncodedFeatures, days_between
+from model.features import EncodedFeatures, days_between, lookup
 from model.hazard import DiscreteTimeHazard
 
 __all__ = ["PREDICTION_COLUMNS", "AdvisorModel"]
@@ -77,7 +77,7 @@ class AdvisorModel:
         features = self.hazard.encoder_.transform(orders, extension_days=extension_days)
         calibrated = self.conditional_late(features, elapsed, deadline_days, extension_days)
         calibrated[delivered] = 0.0
-        lag = self.lanes["structural_lag"].to_dict() if len(self.lanes) else {}
+        lag = {str(k): int(v) for k, v in self.lanes["structural_lag"].items()}
         return pd.DataFrame(
             {
                 "p_late": calibrated[:, 0],
@@ -87,10 +87,7 @@ class AdvisorModel:
                 "delivered": delivered,
                 "unseen_country": features.unseen_country,
                 "sparse_lane": features.sparse_lane,
-                "structural_lag": orders["destination_country"]
-                .map(lag)
-                .fillna(False)
-                .to_numpy(dtype=bool),
+                "structural_lag": lookup(orders["destination_country"], lag).astype(bool),
             },
             index=orders.index,
         )

@@ -94,7 +94,7 @@ def _cny_offset_bin(shipped: np.ndarray) -> np.ndarray:
 
 
 def _ship_week(shipped: np.ndarray) -> np.ndarray:
-    doy = pd.DatetimeIndex(np.asarray(shipped, dtype="datetime64[ns]")).dayofyear.to_numpy()
+    doy = pd.DatetimeIndex(np.asarray(shipped, dtype="datetime64[ns]")).day_of_year.to_numpy()
     return np.minimum((doy - 1) // 7, 51).astype(np.int64)
 
 

@@ -53,6 +53,21 @@ def bucket_start(bucket: np.ndarray) -> np.ndarray:
     )
 
 
+def fitted_column_groups(groups: list[list[int]], categorical: list[bool]) -> list[list[int]]:
+    """``interaction_cst`` groups renumbered to the column order the trees are grown on.
+
+    With categorical features, ``HistGradientBoostingClassifier`` moves the categorical
+    columns first before growing trees, and (scikit-learn 1.9) remaps ``monotonic_cst`` but
+    not ``interaction_cst``. Without this renumbering the constraints land on other features
+    and the lane/season decomposition of the curves is no longer exact.
+    """
+    order = [i for i, c in enumerate(categorical) if c] + [
+        i for i, c in enumerate(categorical) if not c
+    ]
+    position = {column: k for k, column in enumerate(order)}
+    return [sorted(position[i] for i in group) for group in groups]
+
+
 RELATIVE_STEPS = 4  # relative-time bins per typical transit time
 RELATIVE_MAX = 63
 
@@ -123,16 +138,17 @@ class DiscreteTimeHazard(BaseEstimator):
         lane_names = ("time", "relative_time", *self.encoder_.lane_features)
         lane = [names.index(n) for n in lane_names]
         season = [names.index(n) for n in ("time", *SHARED_FEATURES, *SEASON_FEATURES)]
+        categorical = [False, False, *self.encoder_.categorical]
         self.classifier_ = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
-            categorical_features=[False, False, *self.encoder_.categorical],
+            categorical_features=categorical,
             # Lane and season effects are additive on the logit scale given time, country and
             # method: curves then combine from small per-lane and per-season tables.
-            interaction_cst=[lane, season],
+            interaction_cst=fitted_column_groups([lane, season], categorical),
             early_stopping=False,
             random_state=self.random_state,
         )

@@ -253,13 +253,24 @@ def score_partition(
 
 def partition_counts(result: PartitionResult) -> dict[str, Any]:
     """The counts of one partition that a :class:`BatchSummary` adds up (small, picklable)."""
-    actions = result.scored["action"].tolist()
+    pairs = pd.DataFrame(
+        {
+            "destination": result.destinations,
+            "action": result.scored["action"].to_numpy(dtype=object),
+        }
+    ).value_counts(sort=False)
+    by_destination: Counter[tuple[str, str]] = Counter(
+        {(str(d), str(a)): int(n) for (d, a), n in pairs.items()}
+    )
+    by_action: Counter[str] = Counter()
+    for (_, action), n in by_destination.items():
+        by_action[action] += n
     return {
         "scored": len(result.scored),
         "rejected": len(result.rejects),
         "blank_lines": result.blank_lines,
-        "by_action": Counter(actions),
-        "by_destination": Counter(zip(result.destinations.tolist(), actions, strict=True)),
+        "by_action": by_action,
+        "by_destination": by_destination,
         "rejects_by_column": Counter(result.rejects["column"].tolist()),
     }
 
@@ -421,7 +432,7 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     with terminate_as_interrupt(), progress_bar(console) as progress:
         task = progress.add_task("score", total=total or None, rows=0, rate=0.0)
         try:
-            scored_sink = TableSink(job.output, SCORED_SCHEMA)
+            scored_sink = TableSink(job.output, SCORED_SCHEMA, free_text=("order_id",))
             sinks.append(scored_sink)
             rejects_sink = TableSink(job.rejects, REJECTS_SCHEMA)
             sinks.append(rejects_sink)

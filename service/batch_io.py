@@ -629,10 +629,14 @@ class TableSink:
     ``schema`` fixes the column types of every chunk (timestamps become dates in CSV).
     """
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, free_text: tuple[str, ...] | None = None
+    ) -> None:
         self.path = path
         self.kind = output_kind(path, allow_directory=False)
         self.schema = schema
+        # Columns whose values may need CSV quoting (default: every string column).
+        self.free_text = free_text
         self.tmp = temp_path_for(path)
         self.rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -666,11 +670,11 @@ class TableSink:
         if not self._header_done:
             self._stream.write((",".join(map(_csv_cell, table.column_names)) + "\n").encode())
             self._header_done = True
-        pacsv.write_csv(
-            table,
-            self._stream,
-            write_options=pacsv.WriteOptions(include_header=False, quoting_style=_quoting(table)),
-        )
+        try:
+            body = _csv_body(table, _quoting(table, self.free_text))
+        except pa.ArrowInvalid:  # a value needs quotes after all
+            body = _csv_body(table, "needed")
+        self._stream.write(body)
 
     def commit(self) -> None:
         if self._parquet is not None:
@@ -692,15 +696,23 @@ class TableSink:
         self.tmp.unlink(missing_ok=True)
 
 
+def _csv_body(table: pa.Table, style: str) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(include_header=False, quoting_style=style)
+    pacsv.write_csv(table, sink, write_options=options)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def _csv_cell(text: str) -> str:
     if any(ch in text for ch in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
-def _quoting(table: pa.Table) -> str:
+def _quoting(table: pa.Table, columns: tuple[str, ...] | None) -> str:
     """Quote string cells only where a value needs it (a comma, quote or line end)."""
-    for column in table.columns:
+    for name in columns if columns is not None else table.column_names:
+        column = table.column(name)
         textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
         if textual and pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py():
             return "needed"

@@ -211,7 +211,7 @@ def cluster_client(scheduler: str | None, n_workers: int | None = None) -> Itera
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -351,7 +351,7 @@ def run_dask(
             sinks.append(rejects_sink)
             _concatenate(rejects_dir, len(done), rejects_sink)
             if out_kind != "parquet-dir":
-                sink = TableSink(job.output, SCORED_SCHEMA)
+                sink = TableSink(job.output, SCORED_SCHEMA, free_text=("order_id",))
                 sinks.append(sink)
                 _concatenate(scored_dir, len(done), sink)
             for sink in sinks:

@@ -402,3 +402,12 @@ def test_interrupted_run_leaves_no_output(
         assert left == [], left
         assert process.returncode == (130 if sig == signal.SIGINT else 143)
         assert b"Traceback" not in stderr
+
+
+def test_order_ids_that_need_quotes_survive_the_round_trip(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    source = write_csv(tmp_path / "orders.csv", [good('"A,1"'), good('"B ""2"""'), good("C")])
+    code, output = score(source, "--out", tmp_path / "o.csv", model_dir=trained_model_dir)
+    assert code == 0, output
+    assert pd.read_csv(tmp_path / "o.csv")["order_id"].tolist() == ["A,1", 'B "2"', "C"]

@@ -29,7 +29,7 @@ def cluster() -> Iterator[LocalCluster]:
         processes=True,
         threads_per_worker=1,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     ) as local:
         yield local
 

@@ -48,7 +48,7 @@ SECTION_IDS: tuple[str, ...] = (
     "decision-cost",
     "lanes",
 )
-MAX_BOXES = 20  # destinations / regions shown in one distribution plot
+MAX_BOXES = 15  # destinations / regions shown in one distribution plot
 TOP_COUNTRY_LINES = 4  # countries drawn separately in the late-by-month plot
 _DPI = 96
 _STRATEGY_LABELS = {
@@ -186,7 +186,7 @@ def _boxplot(groups: pd.DataFrame, key: str, title: str, highlight: set[str]) ->
         return None
     plt = _pyplot()
     data = [groups.loc[groups[key] == name, "days"].to_numpy() for name in counts.index]
-    fig, ax = plt.subplots(figsize=(6.2, 0.3 * len(counts) + 1.3))
+    fig, ax = plt.subplots(figsize=(6.2, 0.27 * len(counts) + 1.2))
     boxes = ax.boxplot(
         data,
         orientation="horizontal",
@@ -450,7 +450,8 @@ def _facts(ctx: ReportContext) -> str:
             facts.append(
                 (
                     "backtest cost per decision",
-                    f"policy {costs['policy']:.3f} vs best other {rules[best]:.3f}",
+                    f"policy {costs['policy']:.3f}; best other:"
+                    f" {_STRATEGY_LABELS.get(best, best)} {rules[best]:.3f}",
                 )
             )
     return (

@@ -66,7 +66,7 @@ def _report(result: ImportResult, out_path: Path) -> None:
         )
     rejects_path = write_import(result, out_path)
     for note in result.notes:
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, soft_wrap=True)
     table = Table(title=f"import of {result.rows_read:,} rows")
     table.add_column("rows", justify="right")
     table.add_column("outcome")
@@ -80,6 +80,7 @@ def _report(result: ImportResult, out_path: Path) -> None:
         f"wrote {len(result.history):,} shipments to {out_path}; skipped {result.rows_skipped:,};"
         f" rejected {len(result.rejects):,} (listed in {rejects_path})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -147,7 +148,9 @@ def seller_csv(
         result = import_seller_export(text, mapping, date_format=date_format, country=country)
     if text.encoding != "utf-8" or text.delimiter != ",":
         console.print(
-            f"read {input_path} as {text.encoding}, delimiter {text.delimiter!r}", highlight=False
+            f"read {input_path} as {text.encoding}, delimiter {text.delimiter!r}",
+            highlight=False,
+            soft_wrap=True,
         )
     _report(result, out_path)
     print_rejects_summary(result.rejects, "rows")

@@ -66,6 +66,7 @@ def report_command(
             f"no model in {settings.model_dir}: lane table from the history, default training"
             " settings for the backtest",
             highlight=False,
+            soft_wrap=True,
         )
     except (KeyError, TypeError):
         pass  # a manifest without a usable training config: keep the defaults
@@ -83,7 +84,7 @@ def report_command(
             truth=truth,
         )
     if context.backtest_note:
-        console.print(f"no backtest: {context.backtest_note}", highlight=False)
+        console.print(f"no backtest: {context.backtest_note}", highlight=False, soft_wrap=True)
     page = render_report(context)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
@@ -95,4 +96,5 @@ def report_command(
     out.print(
         f"wrote {out_path} ({len(page.encode('utf-8')) / 1024:,.0f} KiB, as of {cutoff})",
         highlight=False,
+        soft_wrap=True,
     )

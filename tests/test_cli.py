@@ -43,72 +43,73 @@ def assert_one_line_error(result: Result, expected_start: str) -> None:
     assert lines[0].startswith(expected_start), lines[0]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """generate + train through the CLI, once for this module (model dir from the env)."""
-    root = tmp_path_factory.mktemp("cli")
-    history = root / "history.csv"
+def test_round_trip_generate_train_score_evaluate(tmp_path: Path) -> None:
+    """The whole path through the CLI (one test: parallel workers must not repeat it)."""
+    history = tmp_path / "history.csv"
     result = invoke(
         "generate", "--rows", str(HISTORY_ROWS), "--out", str(history),
         "--seed", "3", "--as-of", AS_OF.isoformat(),
     )  # fmt: skip
     assert_ok(result)
     assert f"wrote {HISTORY_ROWS:,} shipments to {history}" in result.stdout
-    model_dir = root / "model"
+    check_generated(history)
+
+    model_dir = tmp_path / "model"
     result = invoke(
         "train", "--history", str(history), "--as-of", AS_OF.isoformat(),
         env={"ADVISOR_MODEL_DIR": str(model_dir)},
     )  # fmt: skip
     assert_ok(result)
-    orders = generate_open_orders(OPEN_ROWS, seed=9, as_of=AS_OF)
-    write_generated(orders, root / "orders.csv", seed=9, as_of=AS_OF, kind="open")
-    return root
+    manifest = read_manifest(model_dir)  # the model went where the environment said
+    assert manifest["as_of"] == AS_OF.isoformat()
+    assert manifest["data"]["rows"] == HISTORY_ROWS
+    assert manifest["data"]["source"] == str(history)
+
+    orders = tmp_path / "orders.csv"
+    write_generated(
+        generate_open_orders(OPEN_ROWS, seed=9, as_of=AS_OF), orders, seed=9, as_of=AS_OF,
+        kind="open",
+    )  # fmt: skip
+    scored_path = tmp_path / "scored.csv"
+    result = invoke(
+        "score", str(orders), "--out", str(scored_path),
+        "--model", str(model_dir), "--as-of", AS_OF.isoformat(),
+    )  # fmt: skip
+    assert_ok(result)
+    check_scored(scored_path, orders, manifest["model_version"])
+
+    out_dir = tmp_path / "evaluation"
+    result = invoke(
+        "evaluate", "--history", str(history), "--model", str(model_dir), "--out", str(out_dir),
+    )  # fmt: skip
+    assert_ok(result)
+    check_evaluation(out_dir)
 
 
-def test_generate_writes_the_history_and_its_sidecar(workdir: Path) -> None:
-    frame = pd.read_csv(workdir / "history.csv", dtype=str)
+def check_generated(history: Path) -> None:
+    frame = pd.read_csv(history, dtype=str)
     assert len(frame) == HISTORY_ROWS
     assert frame["order_id"].is_unique
-    meta = json.loads((workdir / "history.csv.generator.json").read_text())
+    meta = json.loads(history.with_name(history.name + ".generator.json").read_text())
     assert (meta["seed"], meta["as_of"], meta["rows"]) == (3, AS_OF.isoformat(), HISTORY_ROWS)
 
 
-def test_train_saves_a_verified_model_in_the_env_directory(workdir: Path) -> None:
-    manifest = read_manifest(workdir / "model")
-    assert manifest["as_of"] == AS_OF.isoformat()
-    assert manifest["data"]["rows"] == HISTORY_ROWS
-    assert manifest["data"]["source"] == str(workdir / "history.csv")
-
-
-def test_score_writes_one_row_per_input_order(workdir: Path) -> None:
-    out = workdir / "scored.csv"
-    result = invoke(
-        "score", str(workdir / "orders.csv"), "--out", str(out),
-        "--model", str(workdir / "model"), "--as-of", AS_OF.isoformat(),
-    )  # fmt: skip
-    assert_ok(result)
-    scored = pd.read_csv(out, dtype=str, keep_default_na=False)
-    orders = pd.read_csv(workdir / "orders.csv", dtype=str)
+def check_scored(scored_path: Path, orders_path: Path, version: str) -> None:
+    scored = pd.read_csv(scored_path, dtype=str, keep_default_na=False)
+    orders = pd.read_csv(orders_path, dtype=str)
     assert scored["order_id"].tolist() == orders["order_id"].tolist()
     assert list(scored.columns) == [
         "order_id", "action", "extend_by_days", "new_deadline", "days_remaining",
         "p_late", "p_late_after_extension", "respond_by", "reasons", "model_version",
     ]  # fmt: skip
     assert set(scored["action"]) <= {"extend", "escalate", "respond_to_dispute", "none"}
-    version = read_manifest(workdir / "model")["model_version"]
     assert set(scored["model_version"]) == {version}
     p_late = scored["p_late"].astype(float)
     p_after = scored["p_late_after_extension"].astype(float)
     assert ((p_after >= 0) & (p_after <= p_late) & (p_late <= 1)).all()
 
 
-def test_evaluate_writes_json_with_every_strategy_and_the_plots(workdir: Path) -> None:
-    out_dir = workdir / "evaluation"
-    result = invoke(
-        "evaluate", "--history", str(workdir / "history.csv"),
-        "--model", str(workdir / "model"), "--out", str(out_dir),
-    )  # fmt: skip
-    assert_ok(result)
+def check_evaluation(out_dir: Path) -> None:
     summary = json.loads((out_dir / "evaluation.json").read_text())
     names = [row["strategy"] for row in summary["strategies"]]
     assert names == list(STRATEGIES) == [
@@ -122,6 +123,13 @@ def test_evaluate_writes_json_with_every_strategy_and_the_plots(workdir: Path) -
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture
+def orders_csv(open_orders: pd.DataFrame, tmp_path: Path) -> Path:
+    path = tmp_path / "orders.csv"
+    write_generated(open_orders.head(20), path, seed=5, as_of=AS_OF, kind="open")
+    return path
+
+
 def test_missing_history_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     missing = tmp_path / "nope.csv"
     result = invoke("train", "--history", str(missing), "--model", str(tmp_path / "m"))
@@ -129,24 +137,26 @@ def test_missing_history_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def test_tampered_model_is_refused_with_one_line(workdir: Path, tmp_path: Path) -> None:
-    model_dir = Path(shutil.copytree(workdir / "model", tmp_path / "model"))
+def test_tampered_model_is_refused_with_one_line(
+    trained_model_dir: Path, orders_csv: Path, tmp_path: Path
+) -> None:
+    model_dir = Path(shutil.copytree(trained_model_dir, tmp_path / "model"))
     path = model_dir / MODEL_FILE
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
     out = tmp_path / "scored.csv"
     result = invoke(
-        "score", str(workdir / "orders.csv"), "--out", str(out),
+        "score", str(orders_csv), "--out", str(out),
         "--model", str(model_dir), "--as-of", AS_OF.isoformat(),
     )  # fmt: skip
     assert_one_line_error(result, f"error: model artifact {path} failed verification")
     assert not out.exists()
 
 
-def test_missing_model_is_one_line_and_exit_1(workdir: Path, tmp_path: Path) -> None:
+def test_missing_model_is_one_line_and_exit_1(orders_csv: Path, tmp_path: Path) -> None:
     result = invoke(
-        "score", str(workdir / "orders.csv"), "--out", str(tmp_path / "scored.csv"),
+        "score", str(orders_csv), "--out", str(tmp_path / "scored.csv"),
         env={"ADVISOR_MODEL_DIR": str(tmp_path / "absent")},
     )  # fmt: skip
     assert_one_line_error(result, f"error: no model in {tmp_path / 'absent'}")

@@ -177,25 +177,21 @@ def slowed(history: pd.DataFrame, country: str, extra_days: int) -> pd.DataFrame
     return slow
 
 
-@pytest.fixture(scope="module")
-def base_history() -> pd.DataFrame:
-    return validate_history(history_with_sparse_lane()).valid
+def test_lane_estimates_follow_their_own_history() -> None:
+    """A slower history for one lane raises its p_late, and a 10-shipment lane is pooled.
 
-
-@pytest.fixture(scope="module")
-def base_model(base_history: pd.DataFrame) -> AdvisorModel:
-    return train_model(base_history, AS_OF, FAST)
-
-
-@pytest.fixture(scope="module")
-def slow_model() -> AdvisorModel:
+    One test for both checks: they share two trainings, and parallel workers must not each
+    repeat them (module fixtures would run once per worker).
+    """
+    base_history = validate_history(history_with_sparse_lane()).valid
+    base_model = train_model(base_history, AS_OF, FAST)
     slow = slowed(history_with_sparse_lane(), SLOW_COUNTRY, 15)
-    return train_model(validate_history(slow).valid, AS_OF, FAST)
+    slow_model = train_model(validate_history(slow).valid, AS_OF, FAST)
+    check_slower_lane_raises_p_late(base_model, slow_model)
+    check_ten_shipment_lane_is_pooled(base_model, base_history)
 
 
-def test_slower_history_for_a_lane_raises_its_p_late(
-    base_model: AdvisorModel, slow_model: AdvisorModel
-) -> None:
+def check_slower_lane_raises_p_late(base_model: AdvisorModel, slow_model: AdvisorModel) -> None:
     # Early in transit (3 days), deadlines 12-25 days after shipment.
     elapsed, deadlines = [3, 3, 3, 3], [12, 16, 20, 25]
     slow_lane = open_orders_for(SLOW_COUNTRY, elapsed, deadlines)
@@ -215,14 +211,12 @@ def test_slower_history_for_a_lane_raises_its_p_late(
     assert moved.max() < 0.1, moved
 
 
-def test_ten_shipment_lane_gets_a_pooled_not_an_extreme_estimate(
-    base_model: AdvisorModel, base_history: pd.DataFrame
-) -> None:
+def check_ten_shipment_lane_is_pooled(base_model: AdvisorModel, history: pd.DataFrame) -> None:
     """All 10 Norway parcels took 60-69 days, so per-lane Kaplan-Meier says a parcel 5 days
     out is certainly late for a 30-day deadline and certainly on time for a 75-day one."""
     elapsed, deadlines = [5, 5], [30, 75]
     orders = open_orders_for(SPARSE_COUNTRY, elapsed, deadlines)
-    km = LaneKaplanMeier().fit(base_history, AS_OF)
+    km = LaneKaplanMeier().fit(history, AS_OF)
     horizons = np.column_stack([deadlines, np.add(deadlines, 30)])
     p_km = km.predict_conditional(orders, np.array(elapsed), horizons)[:, 0]
     np.testing.assert_array_equal(p_km, [1.0, 0.0])

@@ -78,7 +78,7 @@ __all__ = [
 
 # Chosen by measurement (bench/bench_batch.py, bench/RESULTS.md): past ~50k rows a chunk
 # gains little speed and costs memory in proportion.
-DEFAULT_CHUNK_ROWS = 100_000
+DEFAULT_CHUNK_ROWS = 50_000
 
 SCORED_SCHEMA = pa.schema(
     [
@@ -119,7 +119,7 @@ class SeenIds:
     """The first line of every order_id hash seen so far, as sorted runs merged as they grow
     (like a log-structured merge tree), capped so no merge copies more than ``RUN_CAP`` ids."""
 
-    RUN_CAP = 1 << 22
+    RUN_CAP = 1 << 21
 
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []

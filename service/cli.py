@@ -332,7 +332,7 @@ def score(
     ] = None,
     chunk_rows: Annotated[
         int | None,
-        typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition [default: 100000]."),
+        typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition [default: 50000]."),
     ] = None,
 ) -> None:
     """Score open orders in bounded memory: every row is scored or rejected (with its line)."""

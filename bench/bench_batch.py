@@ -1,0 +1,323 @@
+"""Batch scoring at scale: wall time against plain pandas, peak memory, Parquet vs CSV, Dask.
+
+Every measured run is a fresh subprocess of ``window-advisor score`` (or of a plain pandas
+read_csv + to_csv of the same file), reaped with ``os.wait4`` so its own peak RSS is known.
+The pandas baseline runs right before and after the scoring run and the ratio uses their
+mean, so it holds on a noisy, shared machine.
+
+    python bench/bench_batch.py                      # 1M rows, all measurements
+    python bench/bench_batch.py --big-rows 5000000   # adds the 5M-row memory run
+    python bench/bench_batch.py --only stages        # where the time goes, per stage
+
+Inputs (generated open orders, a small trained model) are cached under bench/out/.
+Prints one JSON object per measurement and a Markdown table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+AS_OF = date(2026, 11, 1)
+
+
+# -- inputs ------------------------------------------------------------------------------
+def model_dir() -> Path:
+    """A model trained once on 100k generated shipments (as in the test suite, fast)."""
+    directory = OUT / "batch_model"
+    if (directory / "manifest.json").is_file():
+        return directory
+    from data.generate import generate_history
+    from model.artifact import save_model
+    from model.schema import validate_history
+    from model.train import TrainingConfig, train_model
+
+    history = validate_history(generate_history(100_000, seed=11, as_of=AS_OF)).valid
+    config = TrainingConfig(hazard={"max_iter": 100, "max_person_days": 600_000})
+    save_model(
+        train_model(history, AS_OF, config),
+        directory,
+        data_sha256="0" * 64,
+        data_source="bench:generate_history(100000, seed=11)",
+    )
+    return directory
+
+
+def orders_file(rows: int, kind: str) -> Path:
+    """Generated open orders (seed 5) as CSV or Parquet, cached."""
+    path = OUT / f"open_orders_{rows}.{kind}"
+    if path.is_file():
+        return path
+    import pandas as pd
+
+    from data.generate import generate_open_orders
+
+    csv_path = OUT / f"open_orders_{rows}.csv"
+    if not csv_path.is_file():
+        frame = generate_open_orders(rows, seed=5, as_of=AS_OF)
+        frame.to_csv(csv_path.with_suffix(".tmp"), index=False)
+        os.replace(csv_path.with_suffix(".tmp"), csv_path)
+    if kind == "parquet":
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""])
+        frame.to_parquet(path.with_suffix(".tmp"), index=False, row_group_size=100_000)
+        os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
+# -- measuring ---------------------------------------------------------------------------
+def measure(command: list[str], label: str, **extra: Any) -> dict[str, Any]:
+    """Wall time and peak RSS of one subprocess."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{label}: exit {code}\n{stderr[-2000:]}")
+    result = {
+        "label": label,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        **extra,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def score_command(source: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "score",
+        str(source),
+        "--out",
+        str(output),
+        "--model",
+        str(model_dir()),
+        "--as-of",
+        AS_OF.isoformat(),
+        *extra,
+    ]
+
+
+PANDAS_ROUND_TRIP = (
+    "import sys, pandas as pd; pd.read_csv(sys.argv[1]).to_csv(sys.argv[2], index=False)"
+)
+
+
+def pandas_baseline(source: Path) -> dict[str, Any]:
+    return measure(
+        [sys.executable, "-c", PANDAS_ROUND_TRIP, str(source), str(OUT / "pandas_copy.csv")],
+        "pandas read_csv + to_csv",
+        rows=_rows(source),
+    )
+
+
+def _rows(source: Path) -> int:
+    return int(source.name.split("_")[2].split(".")[0])
+
+
+def against_pandas(rows: int) -> list[dict[str, Any]]:
+    source = orders_file(rows, "csv")
+    before = pandas_baseline(source)
+    ours = measure(score_command(source, OUT / "scored.csv"), "score csv -> csv", rows=rows)
+    after = pandas_baseline(source)
+    baseline = (before["seconds"] + after["seconds"]) / 2
+    ours["ratio_to_pandas"] = round(ours["seconds"] / baseline, 2)
+    print(json.dumps({"label": "ratio", "value": ours["ratio_to_pandas"]}), flush=True)
+    return [before, ours, after]
+
+
+def chunk_sweep(rows: int, sizes: list[int]) -> list[dict[str, Any]]:
+    source = orders_file(rows, "csv")
+    return [
+        measure(
+            score_command(source, OUT / "scored.csv", "--chunk-rows", str(size)),
+            f"score csv -> csv, --chunk-rows {size}",
+            rows=rows,
+            chunk_rows=size,
+        )
+        for size in sizes
+    ]
+
+
+def formats(rows: int) -> list[dict[str, Any]]:
+    csv_in, parquet_in = orders_file(rows, "csv"), orders_file(rows, "parquet")
+    return [
+        measure(score_command(csv_in, OUT / "scored.csv"), "score csv -> csv", rows=rows),
+        measure(
+            score_command(parquet_in, OUT / "scored.parquet"), "score parquet -> parquet", rows=rows
+        ),
+    ]
+
+
+def dask_runs(rows: int) -> list[dict[str, Any]]:
+    """Local engine vs the Dask engine's own local cluster (2 processes, start-up included),
+    then 1 and 2 workers of an already running cluster (throughput without start-up)."""
+    from distributed import LocalCluster
+
+    source = orders_file(rows, "parquet")
+    results = [
+        measure(score_command(source, OUT / "scored.parquet"), "local engine, parquet", rows=rows),
+        measure(
+            score_command(source, OUT / "scored_dask.parquet", "--engine", "dask"),
+            "dask engine, own local cluster (2 processes)",
+            rows=rows,
+        ),
+    ]
+    for workers in (1, 2):
+        with LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster:
+            results.append(
+                measure(
+                    score_command(
+                        source,
+                        OUT / "scored_dask.parquet",
+                        "--engine",
+                        "dask",
+                        "--scheduler",
+                        cluster.scheduler_address,
+                    ),
+                    f"dask engine, running cluster, {workers} worker(s)",
+                    rows=rows,
+                    workers=workers,
+                )
+            )
+    local, own = results[0]["seconds"], results[1]["seconds"]
+    print(json.dumps({"label": "dask/local", "value": round(own / local, 2)}), flush=True)
+    return results
+
+
+def stages(rows: int, chunk_rows: int) -> dict[str, Any]:
+    """Seconds per stage of the local engine, chunk by chunk, in this process."""
+    from model.artifact import load_model
+    from model.schema import validate_open_orders
+    from service.batch import REJECTS_SCHEMA, SCORED_SCHEMA, SeenIds, partition_counts
+    from service.batch_io import CsvSplitter, TableSink, csv_header, parse_csv_chunk
+    from service.policy import PolicyConfig
+    from service.scoring import score_frame
+
+    model, _ = load_model(model_dir())
+    source = orders_file(rows, "csv")
+    header = csv_header(source, "csv")
+    clock: dict[str, float] = dict.fromkeys(
+        ("read+split", "parse", "duplicates", "validate", "predict+decide", "write", "counts"),
+        0.0,
+    )
+    sink = TableSink(OUT / "stages.csv", SCORED_SCHEMA, free_text=("order_id",))
+    rejects = TableSink(OUT / "stages.rejects.csv", REJECTS_SCHEMA)
+    seen = SeenIds()
+    chunks = iter(CsvSplitter(source, "csv", header, chunk_rows))
+    while True:
+        mark = time.perf_counter()
+        chunk = next(chunks, None)
+        clock["read+split"] += time.perf_counter() - mark
+        if chunk is None:
+            break
+        mark = time.perf_counter()
+        raw = parse_csv_chunk(chunk, header)
+        clock["parse"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        seen.earlier(raw)
+        clock["duplicates"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        frame = raw.drop(columns=["__line__", "__problem__"])
+        validated = validate_open_orders(frame, as_of=AS_OF, lines=raw["__line__"].to_numpy())
+        clock["validate"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        scored = score_frame(validated.valid, model, PolicyConfig(), AS_OF)
+        clock["predict+decide"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        sink.write(scored)
+        rejects.write(validated.rejects)
+        clock["write"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        from service.batch import PartitionResult
+
+        partition_counts(
+            PartitionResult(
+                scored, validated.rejects, validated.valid["destination_country"].to_numpy()
+            )
+        )
+        clock["counts"] += time.perf_counter() - mark
+    sink.commit()
+    rejects.commit()
+    total = sum(clock.values())
+    result = {
+        "label": "stages",
+        "rows": rows,
+        "chunk_rows": chunk_rows,
+        "seconds": {k: round(v, 2) for k, v in clock.items()},
+        "total": round(total, 2),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=0, help="also measure memory at N rows")
+    parser.add_argument(
+        "--chunk-sizes", type=int, nargs="*", default=[20_000, 50_000, 100_000, 200_000]
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["pandas", "chunks", "formats", "big", "dask", "stages"],
+        default=["pandas", "chunks", "formats", "big", "dask", "stages"],
+    )
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    model_dir()
+    print(
+        json.dumps(
+            {
+                "label": "machine",
+                "cpus": os.cpu_count(),
+                "load_avg": os.getloadavg(),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+            }
+        ),
+        flush=True,
+    )
+    if "stages" in args.only:
+        stages(args.rows, 100_000)
+    if "pandas" in args.only:
+        against_pandas(args.rows)
+    if "chunks" in args.only:
+        chunk_sweep(args.rows, args.chunk_sizes)
+    if "formats" in args.only:
+        formats(args.rows)
+    if "big" in args.only and args.big_rows:
+        measure(
+            score_command(orders_file(args.big_rows, "csv"), OUT / "scored_big.csv"),
+            "score csv -> csv (memory at scale)",
+            rows=args.big_rows,
+        )
+    if "dask" in args.only:
+        dask_runs(args.rows)
+    for leftover in ("scored_dask.parquet",):
+        shutil.rmtree(OUT / leftover, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

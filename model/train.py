@@ -95,6 +95,36 @@ def lane_table(
     return pd.DataFrame(rows).set_index("country").sort_values("shipments", ascending=False)
 
 
+MIN_CALIBRATION_DECISIONS = 200
+
+
+def _choose_calibration(raw: np.ndarray, outcomes: np.ndarray) -> PlattCalibrator:
+    """A Platt map fitted on these decisions (both horizons stacked), kept only if it earns
+    its place: at least ``MIN_CALIBRATION_DECISIONS`` decisions, and a lower Brier score
+    than the raw model on the later half of them when fitted on the earlier half.
+    Rows are in time order; the caller's test decisions are never looked at.
+    """
+    n = len(raw)
+    if n < MIN_CALIBRATION_DECISIONS:
+        return PlattCalibrator(n_samples=n, note=f"identity: {n} calibration decisions, too few")
+
+    def stacked(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        return raw[rows].T.reshape(-1), outcomes[rows].T.reshape(-1)
+
+    early_p, early_y = stacked(slice(0, n // 2))
+    late_p, late_y = stacked(slice(n // 2, n))
+    trial = PlattCalibrator.fit(early_p, early_y)
+    raw_brier = float(np.mean((late_p - late_y) ** 2))
+    trial_brier = float(np.mean((trial.transform(late_p) - late_y) ** 2))
+    if trial.note != "platt" or trial_brier >= raw_brier:
+        return PlattCalibrator(
+            n_samples=n,
+            note=f"identity: calibration did not lower Brier ({trial_brier:.4f} vs raw"
+            f" {raw_brier:.4f})",
+        )
+    return PlattCalibrator.fit(*stacked(slice(0, n)))
+
+
 def _holdout(
     history: pd.DataFrame, as_of: date, config: TrainingConfig, hazard: DiscreteTimeHazard
 ) -> tuple[PlattCalibrator, dict[str, Any]]:
@@ -118,11 +148,8 @@ def _holdout(
     order = np.argsort(samples["decision_at"].to_numpy(), kind="stable")
     half = len(order) // 2
     fit_rows, test_rows = order[:half], order[half:]
-    stacked_p = np.concatenate([raw[fit_rows, 0], raw[fit_rows, 1]])
-    stacked_y = np.concatenate(
-        [samples["late"].to_numpy()[fit_rows], samples["late_after_extension"].to_numpy()[fit_rows]]
-    )
-    calibrator = PlattCalibrator.fit(stacked_p, stacked_y)
+    outcomes = samples[["late", "late_after_extension"]].to_numpy(dtype=bool)
+    calibrator = _choose_calibration(raw[fit_rows], outcomes[fit_rows])
     late = samples["late"].to_numpy()[test_rows]
     after = samples["late_after_extension"].to_numpy()[test_rows]
     calibrated = calibrator.transform(raw[test_rows])

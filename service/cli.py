@@ -40,11 +40,11 @@ AsOf = Annotated[
 ]
 ModelDir = Annotated[
     Path | None,
-    typer.Option("--model", help="Model directory [default: $ADVISOR_MODEL_DIR or ./artifacts/model]."),
+    typer.Option("--model", help="Model directory (default: $ADVISOR_MODEL_DIR, else ./artifacts/model)."),
 ]
 HistoryPath = Annotated[
     Path | None,
-    typer.Option("--history", help="History file (.csv, .csv.gz, .parquet) [default: bundled]."),
+    typer.Option("--history", help="History file (.csv, .csv.gz, .parquet); default: the bundled history."),
 ]
 
 
@@ -307,7 +307,7 @@ def score(
     model: ModelDir = None,
     as_of: AsOf = None,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy TOML [default: $ADVISOR_POLICY_FILE].")
+        Path | None, typer.Option("--policy", help="Policy TOML (default: $ADVISOR_POLICY_FILE, else built-in defaults).")
     ] = None,
     rejects: Annotated[
         Path | None,
@@ -391,4 +391,4 @@ def main() -> None:  # pragma: no cover - console script entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

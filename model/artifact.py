@@ -36,7 +36,8 @@ __all__ = [
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+# 2: interaction constraints renumbered (curves exact for regional lanes), relative time.
+FORMAT_VERSION = 2
 # Libraries whose pickles must match: (name, how many version parts must agree).
 _PINNED = (("scikit-learn", 2), ("numpy", 1), ("joblib", 1))
 
@@ -134,6 +135,11 @@ def load_model(directory: Path) -> tuple[AdvisorModel, dict[str, Any]]:
         raise ArtifactError(
             f"model artifact {model_path} failed verification: sha256 {actual[:12]}... does not"
             f" match the manifest's {str(manifest['model_sha256'])[:12]}... (tampered or corrupt)"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"incompatible model artifact: format version {manifest.get('format_version')},"
+            f" this install reads {FORMAT_VERSION}; retrain with `window-advisor train`"
         )
     _check_versions(manifest["libraries"])
     try:

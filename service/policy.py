@@ -177,8 +177,11 @@ def decide(
     for value in unique.tolist():
         bits = [(value >> (len(flags) - 1 - k)) & 1 for k in range(len(flags))]
         rest = value >> len(flags)
-        codes = [primaries[rest // 4], outlooks[rest % 4]]
-        codes += [name for (name, _), bit in zip(flags, bits, strict=True) if bit]
+        present = [name for (name, _), bit in zip(flags, bits, strict=True) if bit]
+        lane = [name for name in present if name == "structural_lag"]
+        # Order: where the order stands, what its lane is known for, the outlook, the rest.
+        codes = [primaries[rest // 4], *lane, outlooks[rest % 4]]
+        codes += [name for name in present if name != "structural_lag"]
         texts.append(";".join(code for code in codes if code))
     reasons = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
     return Decisions(action=action, reasons=reasons)

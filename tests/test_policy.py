@@ -68,7 +68,7 @@ def test_late_but_still_coming_is_extended() -> None:
     """Brazil-like: late, but very likely to arrive within the extension."""
     assert decide_one(0.9, 0.1, structural_lag=True) == (
         "extend",
-        "within_5_days;late_but_coming;structural_lag",
+        "within_5_days;structural_lag;late_but_coming",
     )
 
 

@@ -25,6 +25,7 @@ from model.errors import ArtifactError, ModelNotFoundError
 from model.predictor import AdvisorModel
 
 __all__ = [
+    "FORMAT_VERSION",
     "MANIFEST_FILE",
     "MODEL_FILE",
     "file_sha256",

@@ -14,6 +14,7 @@ import pytest
 
 from data.generate import DEFAULT_AS_OF as AS_OF
 from model.artifact import (
+    FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
     file_sha256,
@@ -116,6 +117,16 @@ def test_other_scikit_learn_minor_version_is_refused(model_copy: Path) -> None:
     assert str(raised.value) == (
         f"incompatible model artifact: trained with scikit-learn {claimed},"
         f" this install has {installed}; retrain with `window-advisor train`"
+    )
+
+
+def test_older_artifact_format_is_refused(model_copy: Path) -> None:
+    edit_manifest(model_copy, lambda m: m.update({"format_version": 1}))
+    with pytest.raises(ArtifactError) as raised:
+        load_model(model_copy)
+    assert str(raised.value) == (
+        f"incompatible model artifact: format version 1, this install reads {FORMAT_VERSION};"
+        " retrain with `window-advisor train`"
     )
 
 

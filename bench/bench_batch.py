@@ -34,9 +34,15 @@ AS_OF = date(2026, 11, 1)
 # -- inputs ------------------------------------------------------------------------------
 def model_dir() -> Path:
     """A model trained once on 100k generated shipments (as in the test suite, fast)."""
+    from model.artifact import load_model
+    from model.errors import AdvisorError
+
     directory = OUT / "batch_model"
-    if (directory / "manifest.json").is_file():
+    try:
+        load_model(directory)
         return directory
+    except AdvisorError:  # none yet, or written by an older version of the code
+        shutil.rmtree(directory, ignore_errors=True)
     from data.generate import generate_history
     from model.artifact import save_model
     from model.schema import validate_history

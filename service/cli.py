@@ -311,7 +311,7 @@ def score(
     ] = None,
     rejects: Annotated[
         Path | None,
-        typer.Option("--rejects", help="Rejected rows [default: OUTPUT's name + .rejects.csv]."),
+        typer.Option("--rejects", help="Rejected rows (default: OUTPUT's name + .rejects.csv)."),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 2 when any row is rejected.")
@@ -327,12 +327,12 @@ def score(
         str | None,
         typer.Option(
             "--scheduler",
-            help="Dask scheduler address (tcp://HOST:PORT) [default: a local cluster].",
+            help="Dask scheduler address, tcp://HOST:PORT (default: a new local cluster).",
         ),
     ] = None,
     chunk_rows: Annotated[
         int | None,
-        typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition [default: 50000]."),
+        typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition (default: 50000)."),
     ] = None,
 ) -> None:
     """Score open orders in bounded memory: every row is scored or rejected (with its line)."""

@@ -4,6 +4,7 @@ with its exact input line, results do not depend on the chunk size, output is at
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,8 @@ def test_every_bad_row_is_rejected_with_its_line_and_reason(
     scored = pd.read_csv(out, dtype={"order_id": str})
     assert scored["order_id"].tolist() == EXPECTED_SCORED
     assert "scored 4 + rejected 9 = 13 input rows" in output
+    assert re.search(r"blank lines skipped\s+│\s+2 ", output), output
+    assert re.search(r"rejected on \(unparsable\)\s+│\s+2 ", output), output
     assert sorted(os.listdir(tmp_path)) == ["orders.csv", "out.csv", "out.rejects.csv"]
 
 

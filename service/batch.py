@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -427,8 +427,8 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     started = time.perf_counter()
     chunks, total = raw_chunks(job.input, job.chunk_rows)
     summary = BatchSummary("local", job.input, job.output, job.rejects)
-    seen = SeenIds()
     sinks: list[TableSink] = []
+    writer: BackgroundWriter | None = None
     with terminate_as_interrupt(), progress_bar(console) as progress:
         task = progress.add_task("score", total=total or None, rows=0, rate=0.0)
         try:
@@ -436,10 +436,10 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
             sinks.append(scored_sink)
             rejects_sink = TableSink(job.rejects, REJECTS_SCHEMA)
             sinks.append(rejects_sink)
-            for raw, done in prefetch(chunks):
-                result = score_partition(raw, job.model, job.policy, job.as_of, seen.earlier(raw))
-                scored_sink.write(result.scored)
-                rejects_sink.write(result.rejects)
+            writer = BackgroundWriter(scored_sink, rejects_sink)
+            for raw, earlier, done in prefetch(with_earlier(chunks)):
+                result = score_partition(raw, job.model, job.policy, job.as_of, earlier)
+                writer.put(result.scored, result.rejects)
                 summary.add(result)
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.update(
@@ -448,15 +448,84 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
                     rows=summary.input_rows,
                     rate=summary.input_rows / elapsed,
                 )
+            writer.close()
             for sink in sinks:
                 sink.commit()
         except BaseException:
+            if writer is not None:
+                writer.stop()
             for sink in sinks:
                 sink.abort()
             raise
         progress.update(task, completed=total)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def with_earlier(chunks: RawChunks) -> Iterator[tuple[pd.DataFrame, np.ndarray, int]]:
+    """Add to each raw partition the earlier-chunk line of its order_ids (in chunk order)."""
+    seen = SeenIds()
+    for raw, done in chunks:
+        yield raw, seen.earlier(raw), done
+
+
+class BackgroundWriter:
+    """Appends (scored, rejects) to their sinks in a thread, in order, while the next chunk
+    is scored; an error in the thread is raised by the next :meth:`put` or :meth:`close`."""
+
+    def __init__(self, scored: TableSink, rejects: TableSink) -> None:
+        import queue
+
+        self._queue: queue.Queue[tuple[pd.DataFrame, pd.DataFrame] | None] = queue.Queue(1)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._sinks = (scored, rejects)
+        self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                for sink, frame in zip(self._sinks, item, strict=True):
+                    sink.write(frame)
+            except BaseException as exc:  # handed to the caller
+                self._error = exc
+                return
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, scored: pd.DataFrame, rejects: pd.DataFrame) -> None:
+        import queue
+
+        while True:
+            self._check()
+            try:
+                self._queue.put((scored, rejects), timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._check()
+                    raise RuntimeError("batch writer stopped") from None
+
+    def close(self) -> None:
+        """Wait until everything is written."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+    def stop(self) -> None:
+        """Abandon the remaining writes (the caller removes the files)."""
+        import queue
+
+        self._stop.set()
+        with suppress(queue.Full):  # a full queue: the thread sees the stop flag instead
+            self._queue.put_nowait(None)
+        self._thread.join(timeout=10)
 
 
 def prefetch(chunks: Iterator[Any], depth: int = 1) -> Iterator[Any]:

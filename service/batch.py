@@ -51,6 +51,7 @@ from service.batch_io import (
     TableSink,
     csv_header,
     default_rejects_path,
+    head_rows,
     input_kind,
     iter_parquet,
     output_kind,
@@ -622,3 +623,11 @@ def print_summary(summary: BatchSummary, console: Console, top: int = 10) -> Non
     rate = summary.input_rows / max(summary.wall_seconds, 1e-9)
     totals.add_row("throughput", f"{rate:,.0f} rows/s")
     console.print(totals)
+    if summary.rejected and summary.rejects_path.is_file():
+        first = head_rows(summary.rejects_path, top)
+        rejects = Table(title=f"first {len(first)} of {summary.rejected:,} rejected rows")
+        for column in REJECTS_SCHEMA.names:
+            rejects.add_column(column)
+        for row in first.itertuples(index=False):
+            rejects.add_row(*(str(value) for value in row))
+        console.print(rejects)

@@ -23,7 +23,6 @@ import csv
 import gzip
 import io
 import os
-import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ __all__ = [
     "TableSink",
     "csv_header",
     "default_rejects_path",
+    "head_rows",
     "input_kind",
     "output_kind",
     "parquet_pieces",
@@ -719,5 +719,10 @@ def _quoting(table: pa.Table, columns: tuple[str, ...] | None) -> str:
     return "none"
 
 
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def head_rows(path: Path, rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of a table written by :class:`TableSink` (cheap on big files)."""
+    if output_kind(path, allow_directory=False) == "parquet":
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        first = next(batches, None)
+        return first.to_pandas() if first is not None else pd.DataFrame()
+    return pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False)

@@ -379,11 +379,13 @@ def score(
 
 
 # Commands kept in their own modules (they look up the helpers above when they run).
+from service.api.serve import serve_command  # noqa: E402
 from service.import_cli import import_app  # noqa: E402
 from service.report_cli import report_command  # noqa: E402
 
 app.add_typer(import_app, name="import")
 app.command("report")(report_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover - console script entry

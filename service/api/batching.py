@@ -1,0 +1,120 @@
+"""Micro-batching: concurrent single-order requests are scored together as one frame.
+
+Scoring a frame costs a few milliseconds whatever its length (pandas and model overhead),
+so scoring each request alone caps the service near a few hundred requests per second.
+Here the first request to arrive while the queue is empty starts a batch; it waits for the
+scoring thread to finish the previous batch (and for ``window`` seconds more, if set), then
+takes every request that queued meanwhile and scores them in one call of
+:func:`service.scoring.score_frame`. Under load batches grow by themselves; alone, a request
+is scored at once. Requests with different ``as_of`` dates or model snapshots in one batch
+are scored as separate frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+
+from service.api.frames import orders_frame, recommendations
+from service.api.schemas import OpenOrder
+from service.api.state import LoadedModel
+from service.scoring import score_frame
+
+__all__ = ["MicroBatcher", "score_orders"]
+
+T = TypeVar("T")
+
+
+def score_orders(orders: list[OpenOrder], loaded: LoadedModel, as_of: date) -> list[dict[str, Any]]:
+    """Score checked orders with one snapshot: the one scoring function, JSON-ready rows."""
+    frame = orders_frame(orders)
+    return recommendations(score_frame(frame, loaded.model, loaded.policy, as_of))
+
+
+@dataclass
+class _Pending:
+    order: OpenOrder
+    as_of: date
+    loaded: LoadedModel
+    future: asyncio.Future[dict[str, Any]]
+
+
+def _score_batch(batch: list[_Pending]) -> list[dict[str, Any] | BaseException]:
+    """Each pending request's result (or the exception of its group), in batch order."""
+    groups: dict[tuple[int, date], list[int]] = {}
+    for index, item in enumerate(batch):
+        groups.setdefault((id(item.loaded), item.as_of), []).append(index)
+    results: list[dict[str, Any] | BaseException] = [None] * len(batch)  # type: ignore[list-item]
+    for indices in groups.values():
+        first = batch[indices[0]]
+        try:
+            scored: list[Any] = score_orders(
+                [batch[i].order for i in indices], first.loaded, first.as_of
+            )
+        except Exception as exc:
+            scored = [exc] * len(indices)
+        for i, result in zip(indices, scored, strict=True):
+            results[i] = result
+    return results
+
+
+class MicroBatcher:
+    """Scores single orders in batches on one scoring thread (also used for whole batches)."""
+
+    def __init__(self, *, window: float = 0.0) -> None:
+        self.window = window
+        self.batch_sizes: Callable[[int], None] | None = None  # metrics hook
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Pending] = []
+        self._lock = asyncio.Lock()
+        self._leaders: set[asyncio.Task[None]] = set()
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:  # a new event loop (tests): start with fresh primitives
+            self._loop, self._pending, self._lock = loop, [], asyncio.Lock()
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` on the scoring thread (after any batch already there)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def score(self, order: OpenOrder, as_of: date, loaded: LoadedModel) -> dict[str, Any]:
+        """The recommendation for one checked order, scored with whatever queued with it."""
+        loop = asyncio.get_running_loop()
+        self._bind(loop)
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending.append(_Pending(order, as_of, loaded, future))
+        if len(self._pending) == 1:  # the queue was empty: this request starts a batch
+            task = loop.create_task(self._lead())
+            self._leaders.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._leaders.discard)
+        return await future
+
+    async def _lead(self) -> None:
+        async with self._lock:  # the previous batch is scored meanwhile; followers queue
+            if self.window:
+                await asyncio.sleep(self.window)
+            batch, self._pending = self._pending, []
+            if self.batch_sizes is not None:
+                self.batch_sizes(len(batch))
+            try:
+                results = await self.run(_score_batch, batch)
+            except BaseException as exc:  # the executor itself failed (e.g. shut down)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                raise
+            for item, result in zip(batch, results, strict=True):
+                if item.future.done():  # the request was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

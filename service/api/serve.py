@@ -1,0 +1,147 @@
+"""``window-advisor serve``: run the HTTP service with uvicorn (127.0.0.1 unless told).
+
+With no model in place, it first trains the default model from the bundled history and
+says so on stderr; a model that fails verification stops it with a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from service.import_cli import friendly_errors
+
+__all__ = ["ensure_model", "serve_command"]
+
+
+def ensure_model(directory: Path, settings: Any, console: Any) -> None:
+    """Train and save the default model into ``directory`` unless one is there already."""
+    from model.artifact import read_manifest, save_model
+    from model.errors import AdvisorError, ModelNotFoundError
+    from model.train import train_model
+    from service.history import latest_date, load_history
+
+    try:
+        read_manifest(directory)
+        return
+    except ModelNotFoundError:
+        pass
+    console.print(
+        f"no model in {directory}: training the default model from the bundled history"
+        f" ({settings.default_history_rows:,} shipments) before serving",
+        highlight=False,
+        soft_wrap=True,
+    )
+    with console.status("reading the bundled history"):
+        history = load_history(None, settings)
+    valid = history.validated.valid
+    if valid.empty:
+        raise AdvisorError(f"{history.path}: no valid shipment rows to train on")
+    cutoff = latest_date(valid)
+    with console.status(f"training on {len(valid):,} shipments as of {cutoff}"):
+        fitted = train_model(valid, cutoff)
+    manifest = save_model(
+        fitted,
+        directory,
+        data_sha256=history.sha256,
+        data_source=str(history.path),
+        rows_rejected=len(history.validated.rejects),
+    )
+    console.print(
+        f"trained model {manifest['model_version']} saved to {directory}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@friendly_errors
+def serve_command(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Model directory (default: $ADVISOR_MODEL_DIR or ./artifacts/model);"
+            " trained from the bundled history first when empty.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface to bind (default: $ADVISOR_HOST or 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="TCP port (default: $ADVISOR_PORT or 8000)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes, each with its own model copy (default: $ADVISOR_WORKERS"
+            " or 1).",
+        ),
+    ] = None,
+) -> None:
+    """Serve recommendations over HTTP (FastAPI + uvicorn); OpenAPI docs at /docs."""
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.api.settings import ApiSettings
+    from service.api.state import load_snapshot
+    from service.cli import console
+    from service.policy import load_policy
+
+    overrides: dict[str, Any] = {}
+    if model is not None:
+        overrides["model_dir"] = model
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if workers is not None:
+        overrides["workers"] = workers
+    settings = ApiSettings(**overrides)
+    policy = load_policy(settings.policy_file)
+    ensure_model(settings.model_dir, settings, console)
+    with console.status(f"loading the model from {settings.model_dir}"):
+        loaded = load_snapshot(settings.model_dir, policy)  # verified once, here
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            f"[yellow]warning:[/] binding {settings.host}, reachable from other machines"
+            + ("" if settings.api_key else "; set ADVISOR_API_KEY to require a key"),
+            highlight=False,
+        )
+    console.print(
+        f"serving model {loaded.model_version} on http://{settings.host}:{settings.port}"
+        f" with {settings.workers} worker(s); docs at /docs",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if settings.workers == 1:
+        uvicorn.run(
+            create_app(settings, loaded=loaded),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+        )
+        return
+    # Several workers import the app themselves: hand them the settings through the
+    # environment (each loads and verifies the model in its own lifespan).
+    for name, value in overrides.items():
+        os.environ[f"ADVISOR_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+        access_log=False,
+    )

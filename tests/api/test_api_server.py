@@ -1,0 +1,147 @@
+"""The real server: `window-advisor serve` under uvicorn in a subprocess on a free loopback
+port, spoken to with httpx (auth, scoring, reload, tampered reload); and the training of the
+default model when none is in place."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from model.artifact import MANIFEST_FILE, MODEL_FILE, load_model, read_manifest
+from model.train import TrainingConfig
+from service.api.serve import ensure_model
+from service.api.settings import ApiSettings
+
+KEY = "test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+ORDER = {
+    "order_id": "S-1",
+    "destination_country": "BR",
+    "shipped_at": "2026-08-20",
+    "deadline": "2026-11-04",
+    "as_of": "2026-11-01",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(trained_model_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A running server (its base URL) on a copy of the small model (its directory)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model_dir)
+    port = free_port()
+    env = {**os.environ, "ADVISOR_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "server.log").open("w")
+    command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        yield base, model_dir
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    output = (tmp_path / "server.log").read_text()
+    assert f"on http://127.0.0.1:{port}" in output
+    assert "Traceback" not in output
+
+
+def served_version(http: httpx.Client) -> Any:
+    response = http.post("/v1/recommendations", json=ORDER, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()["model_version"]
+
+
+def test_real_server_auth_scoring_and_reload(served: tuple[str, Path], tmp_path: Path) -> None:
+    base, model_dir = served
+    first = read_manifest(model_dir)["model_version"]
+    with httpx.Client(base_url=base, timeout=30) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/metrics").status_code == 200
+        assert http.post("/v1/recommendations", json=ORDER).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-key"}
+        assert http.get("/v1/model", headers=wrong).status_code == 401
+        assert http.get("/v1/model", headers=AUTH).json()["model_version"] == first
+        assert served_version(http) == first
+
+        second = tmp_path / "second"
+        shutil.copytree(model_dir, second)
+        manifest = read_manifest(second)
+        manifest["model_version"] = "20261101-second"
+        (second / MANIFEST_FILE).write_text(json.dumps(manifest))
+        assert http.post("/v1/admin/reload", json={"model_dir": str(second)}).status_code == 401
+        reloaded = http.post("/v1/admin/reload", json={"model_dir": str(second)}, headers=AUTH)
+        assert reloaded.status_code == 200, reloaded.text
+        assert served_version(http) == "20261101-second"
+
+        blob = bytearray((second / MODEL_FILE).read_bytes())
+        blob[100] ^= 0x01
+        (second / MODEL_FILE).write_bytes(bytes(blob))
+        refused = http.post("/v1/admin/reload", headers=AUTH)
+        assert refused.status_code == 409
+        assert "failed verification" in refused.json()["detail"]
+        assert served_version(http) == "20261101-second"
+        assert http.get("/readyz").json()["model_version"] == "20261101-second"
+
+
+def test_serve_trains_the_default_model_when_none_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.train
+
+    real_train = model.train.train_model
+    small = TrainingConfig(hazard={"max_iter": 20, "max_person_days": 60_000})
+    monkeypatch.setattr(
+        model.train, "train_model", lambda valid, as_of: real_train(valid, as_of, small)
+    )
+    settings = ApiSettings(data_dir=tmp_path / "data", default_history_rows=2000)
+    stderr = io.StringIO()
+    console = Console(file=stderr, width=200)
+    target = tmp_path / "model"
+    ensure_model(target, settings, console)
+    _, manifest = load_model(target)
+    assert stderr.getvalue().splitlines() == [
+        f"no model in {target}: training the default model from the bundled history"
+        " (2,000 shipments) before serving",
+        f"trained model {manifest['model_version']} saved to {target}",
+    ]
+    assert manifest["data"]["rows"] == 2000
+    assert manifest["data"]["source"] == str(tmp_path / "data" / "default_history_2000.parquet")
+
+    ensure_model(target, settings, console)  # a model is there now: nothing more is said
+    assert len(stderr.getvalue().splitlines()) == 2

@@ -68,7 +68,7 @@ class MicroBatcher:
     def __init__(self, *, window: float = 0.0) -> None:
         self.window = window
         self.batch_sizes: Callable[[int], None] | None = None  # metrics hook
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Pending] = []
         self._lock = asyncio.Lock()
@@ -80,6 +80,8 @@ class MicroBatcher:
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(*args)`` on the scoring thread (after any batch already there)."""
+        if self._executor is None:  # started on first use, again after close()
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def score(self, order: OpenOrder, as_of: date, loaded: LoadedModel) -> dict[str, Any]:
@@ -117,4 +119,7 @@ class MicroBatcher:
                     item.future.set_result(result)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the scoring thread (a later request starts a new one)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

@@ -73,9 +73,7 @@ def serve_command(
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(
-            "--port", min=0, max=65535, help="TCP port (default: $ADVISOR_PORT or 8000)."
-        ),
+        typer.Option("--port", min=0, max=65535, help="TCP port (default: $ADVISOR_PORT or 8000)."),
     ] = None,
     workers: Annotated[
         int | None,
@@ -83,8 +81,7 @@ def serve_command(
             "--workers",
             min=1,
             max=64,
-            help="Worker processes, each with its own model copy (default: $ADVISOR_WORKERS"
-            " or 1).",
+            help="Worker processes, each with its own model copy (default: $ADVISOR_WORKERS or 1).",
         ),
     ] = None,
 ) -> None:

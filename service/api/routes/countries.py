@@ -40,7 +40,10 @@ async def list_countries(loaded: LoadedModelDep) -> CountryList:
     summary="Lag of one destination",
 )
 async def get_country(
-    code: Annotated[str, Path(description="ISO 3166-1 alpha-2 code.", examples=["BR"])],
+    code: Annotated[
+        str,
+        Path(pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code.", examples=["BR"]),
+    ],
     loaded: LoadedModelDep,
 ) -> CountryLag:
     """Median and 90th-percentile transit days, late share, structural-lag flag, shipments."""

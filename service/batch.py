@@ -8,7 +8,7 @@ or rejected with its line, order_id, column and reason; ``scored + rejected = in
 
 An order_id already seen in an earlier chunk is rejected as a duplicate like one seen earlier
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
-order_id (16 bytes per distinct id), so results do not depend on the chunk size.
+order_id (12 bytes per distinct id), so results do not depend on the chunk size.
 
 The Dask engine (:mod:`service.dask_engine`) applies the same :func:`score_partition` to the
 same raw partitions, so both engines give the same rows with the same values.
@@ -120,7 +120,7 @@ class SeenIds:
     """The first line of every order_id hash seen so far, as sorted runs merged as they grow
     (like a log-structured merge tree), capped so no merge copies more than ``RUN_CAP`` ids."""
 
-    RUN_CAP = 1 << 21
+    RUN_CAP = 1 << 20
 
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -142,14 +142,14 @@ class SeenIds:
         if len(hashes) == 0:
             return
         unique, first = np.unique(hashes, return_index=True)
-        self._runs.append((unique, np.asarray(lines, dtype=np.int64)[first]))
+        lines = np.asarray(lines, dtype=np.int64)[first]
+        compact = np.uint32 if int(lines.max()) < 2**32 else np.int64  # 12 bytes per id
+        self._runs.append((unique, lines.astype(compact)))
         while len(self._runs) > 1:
             (h1, l1), (h2, l2) = self._runs[-2], self._runs[-1]
             if len(h1) > 2 * len(h2) or len(h1) + len(h2) > self.RUN_CAP:
                 break
-            merged_h = np.concatenate([h1, h2])
-            order = np.argsort(merged_h, kind="stable")
-            self._runs[-2:] = [(merged_h[order], np.concatenate([l1, l2])[order])]
+            self._runs[-2:] = [_merge_sorted(h1, l1, h2, l2)]
 
     def earlier(self, raw: pd.DataFrame) -> np.ndarray:
         """For each row of a raw partition: the line of an earlier chunk holding its order_id,
@@ -162,6 +162,20 @@ class SeenIds:
         new = present & (out < 0)
         self.add(hashes[new], lines[new])
         return out
+
+
+def _merge_sorted(
+    h1: np.ndarray, l1: np.ndarray, h2: np.ndarray, l2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge two sorted runs (disjoint hashes) without a full sort or index copies."""
+    at = np.searchsorted(h1, h2) + np.arange(len(h2))
+    from_first = np.ones(len(h1) + len(h2), dtype=bool)
+    from_first[at] = False
+    hashes = np.empty(len(from_first), dtype=h1.dtype)
+    lines = np.empty(len(from_first), dtype=np.result_type(l1, l2))
+    hashes[at], lines[at] = h2, l2
+    hashes[from_first], lines[from_first] = h1, l1
+    return hashes, lines
 
 
 # -- scoring one partition ---------------------------------------------------------------

@@ -3,10 +3,10 @@
 Scoring a frame costs a few milliseconds whatever its length (pandas and model overhead),
 so scoring each request alone caps the service near a few hundred requests per second.
 Here the first request to arrive while the queue is empty starts a batch; it waits for the
-scoring thread to finish the previous batch (and for ``window`` seconds more, if set), then
-takes every request that queued meanwhile and scores them in one call of
-:func:`service.scoring.score_frame`. Under load batches grow by themselves; alone, a request
-is scored at once. Requests with different ``as_of`` dates or model snapshots in one batch
+scoring thread to finish the previous batch and for ``window`` seconds more (1 ms by
+default: the clients just answered are back by then), then takes every request that queued
+meanwhile and scores them in one call of :func:`service.scoring.score_frame`. Under load
+batches grow to the number of clients; alone, a request waits one window. Requests with different ``as_of`` dates or model snapshots in one batch
 are scored as separate frames.
 """
 

@@ -187,6 +187,16 @@ def date_order_problems(values: Mapping[str, Any], as_of: date | None) -> list[t
     shipped = values.get("shipped_at")
     if not isinstance(shipped, date):
         return []
+    deadline = values.get("deadline")
+    if (
+        isinstance(deadline, date)
+        and deadline >= shipped
+        and values.get("delivered_at") is None
+        and values.get("dispute_opened_at") is None
+        and values.get("ordered_at") is None
+        and (as_of is None or shipped <= as_of)
+    ):
+        return []  # the usual open order: nothing to compare
     problems = []
     for field, relation in (
         ("deadline", "deadline before shipped_at"),
@@ -287,7 +297,8 @@ class OpenOrder(BaseModel):
             raise ValidationError.from_exception_data(
                 cls.__name__, _error_details(errors) + _problem_details(problems, data)
             ) from None
-        problems = date_order_problems(order.__dict__, getattr(order, "as_of", None))
+        values = order.__dict__
+        problems = date_order_problems(values, values.get("as_of"))
         if problems:
             raise ValidationError.from_exception_data(
                 cls.__name__, _problem_details(problems, data)

@@ -94,7 +94,7 @@ def serve_command(
     from service.cli import console
     from service.policy import load_policy
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"tune_gc": True}
     if model is not None:
         overrides["model_dir"] = model
     if host is not None:

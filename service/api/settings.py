@@ -18,11 +18,16 @@ class ApiSettings(Settings):
         description="Largest request body accepted; larger ones get 413.",
     )
     batch_window_ms: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=50,
         description="How long single-order requests wait to be scored together (micro-batch)"
         " beyond the time the previous batch takes anyway.",
+    )
+
+    tune_gc: bool = Field(
+        False,
+        description="Freeze startup objects and collect garbage less often (on in `serve`).",
     )
 
     @classmethod

@@ -319,8 +319,8 @@ class BatchJob:
         rejects = rejects if rejects is not None else default_rejects_path(output)
         if rejects.resolve() == output.resolve():
             raise InputFileError(f"{rejects}: the rejects file cannot be OUTPUT itself")
-        if output.resolve() == input_path.resolve():
-            raise InputFileError(f"{output}: OUTPUT cannot be INPUT itself")
+        if input_path.resolve() in (output.resolve(), rejects.resolve()):
+            raise InputFileError(f"{input_path}: INPUT cannot also be an output of the run")
         return cls(
             input_path, output, rejects, model, policy, as_of, chunk_rows or DEFAULT_CHUNK_ROWS
         )

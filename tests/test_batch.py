@@ -414,3 +414,14 @@ def test_order_ids_that_need_quotes_survive_the_round_trip(
     code, output = score(source, "--out", tmp_path / "o.csv", model_dir=trained_model_dir)
     assert code == 0, output
     assert pd.read_csv(tmp_path / "o.csv")["order_id"].tolist() == ["A,1", 'B "2"', "C"]
+
+
+@pytest.mark.parametrize("option", ["--out", "--rejects"])
+def test_input_is_never_overwritten(tmp_path: Path, trained_model_dir: Path, option: str) -> None:
+    source = write_csv(tmp_path / "orders.csv", [good("A")])
+    before = source.read_bytes()
+    args = ["--out", tmp_path / "o.csv", option, source]
+    code, output = score(source, *args, model_dir=trained_model_dir)
+    assert code == 1
+    assert "INPUT cannot also be an output of the run" in " ".join(output.split())
+    assert source.read_bytes() == before

@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
     metrics = ApiMetrics()
     batcher = MicroBatcher(window=api_settings.batch_window_ms / 1000.0)
     batcher.batch_sizes = metrics.batch_size.observe
+    batcher.scoring_seconds = metrics.scoring.observe
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,13 +6,14 @@ Here the first request to arrive while the queue is empty starts a batch; it wai
 scoring thread to finish the previous batch and for ``window`` seconds more (1 ms by
 default: the clients just answered are back by then), then takes every request that queued
 meanwhile and scores them in one call of :func:`service.scoring.score_frame`. Under load
-batches grow to the number of clients; alone, a request waits one window. Requests with different ``as_of`` dates or model snapshots in one batch
-are scored as separate frames.
+batches grow to the number of clients; alone, a request waits one window. Requests with
+different ``as_of`` dates or model snapshots in one batch are scored as separate frames.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ class MicroBatcher:
 
     def __init__(self, *, window: float = 0.0) -> None:
         self.window = window
-        self.batch_sizes: Callable[[int], None] | None = None  # metrics hook
+        self.batch_sizes: Callable[[int], None] | None = None  # metrics hooks
+        self.scoring_seconds: Callable[[float], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Pending] = []
@@ -82,7 +84,17 @@ class MicroBatcher:
         """Run ``func(*args)`` on the scoring thread (after any batch already there)."""
         if self._executor is None:  # started on first use, again after close()
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._timed, func, *args
+        )
+
+    def _timed(self, func: Callable[..., T], *args: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            if self.scoring_seconds is not None:
+                self.scoring_seconds(time.perf_counter() - start)
 
     async def score(self, order: OpenOrder, as_of: date, loaded: LoadedModel) -> dict[str, Any]:
         """The recommendation for one checked order, scored with whatever queued with it."""

@@ -57,6 +57,12 @@ class ApiMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.scoring = Histogram(
+            "advisor_scoring_seconds",
+            "Time the scoring thread spends on one frame (micro-batch or batch request).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._actions: dict[str, Any] = {}
 
     def count_actions(self, actions: list[str]) -> None:

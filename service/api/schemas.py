@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -139,7 +140,10 @@ OptionalUpper = Annotated[
     | None,
     AfterValidator(_blank_is_none),
 ]
-Money = Annotated[float | None, Field(allow_inf_nan=False), _not_negative("negative value")]
+# Strict numbers: JSON numbers only (no booleans, no numeric strings), as the schema says.
+Money = Annotated[
+    float | None, Strict(), Field(allow_inf_nan=False), _not_negative("negative value")
+]
 
 _DATE_ADAPTER: TypeAdapter[date] = TypeAdapter(IsoDate)
 _DATE_FIELDS = ("shipped_at", "deadline", "delivered_at", "ordered_at", "dispute_opened_at")
@@ -271,6 +275,7 @@ class OpenOrder(BaseModel):
     delivered_at: IsoDate | None = None
     extensions: Annotated[
         int | None,
+        Strict(),
         Field(le=MAX_EXTENSIONS, description="Extensions already granted (null = 0)."),
         _not_negative("negative extensions"),
     ] = 0

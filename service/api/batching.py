@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from service.scoring import score_frame
 __all__ = ["MicroBatcher", "score_orders"]
 
 T = TypeVar("T")
+RECENT_ORDERS = 2000
 
 
 def score_orders(orders: list[OpenOrder], loaded: LoadedModel, as_of: date) -> list[dict[str, Any]]:
@@ -75,6 +77,8 @@ class MicroBatcher:
         self._pending: list[_Pending] = []
         self._lock = asyncio.Lock()
         self._leaders: set[asyncio.Task[None]] = set()
+        # The latest single orders scored, to warm a reloaded model's curve cache.
+        self.recent: deque[tuple[OpenOrder, date]] = deque(maxlen=RECENT_ORDERS)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:  # a new event loop (tests): start with fresh primitives
@@ -102,6 +106,7 @@ class MicroBatcher:
         self._bind(loop)
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending.append(_Pending(order, as_of, loaded, future))
+        self.recent.append((order, as_of))
         if len(self._pending) == 1:  # the queue was empty: this request starts a batch
             task = loop.create_task(self._lead())
             self._leaders.add(task)  # keep a reference until it is done

@@ -70,6 +70,10 @@ def test_reload_swaps_in_a_new_model_and_refuses_a_tampered_one(
             "previous_model_version": first,
             "model_dir": str(other),
         }
+        # The order served before was scored by the new model before the swap: its curve
+        # cache holds that lane besides the probe's (white-box: the hazard's cache).
+        warmed = client.app.state.holder.current.model.hazard._cache  # type: ignore[attr-defined]
+        assert len(warmed) == 2
         assert version_served(client) == "20261101-second"
 
         tamper(other)

@@ -59,8 +59,9 @@ async def model_manifest(loaded: LoadedModelDep) -> dict[str, Any]:
 async def reload_model(
     request: Request, holder: HolderDep, body: ReloadRequest | None = Body(None)
 ) -> ReloadResponse:
-    """Loads and verifies the artifact aside, scores a probe order with it, then swaps it in
-    atomically: requests in flight finish on the model they started with."""
+    """Loads and verifies the artifact aside, scores a probe order and the latest orders
+    served with it (warming its caches), then swaps it in atomically: requests in flight
+    finish on the model they started with."""
     state = request.app.state
     current = holder.current
     if body is not None and body.model_dir:
@@ -70,7 +71,8 @@ async def reload_model(
     else:
         directory = state.settings.model_dir
     try:
-        loaded, previous = await holder.reload(directory, state.policy)
+        warm = list(state.batcher.recent)
+        loaded, previous = await holder.reload(directory, state.policy, warm)
     except ReloadRefused:
         state.metrics.reloads.labels("refused").inc()
         raise

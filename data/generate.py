@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from model import schema
+
 __all__ = [
     "BR_STATES",
     "COUNTRIES",
@@ -55,29 +57,10 @@ DEFAULT_SEED = 7
 HISTORY_DAYS = 720
 """Shipments are spread over the ``HISTORY_DAYS`` days before ``as_of`` (as_of excluded)."""
 
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "destination_country",
-    "shipping_method",
-    "shipped_at",
-    "deadline",
-    "delivered_at",
-    "destination_region",
-    "weight_g",
-    "declared_value_usd",
-)
-OPEN_ORDER_COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "destination_country",
-    "shipping_method",
-    "shipped_at",
-    "deadline",
-    "delivered_at",
-    "extensions",
-    "dispute_opened_at",
-    "destination_region",
-    "weight_g",
-    "declared_value_usd",
+# The schema's columns, less ``ordered_at`` (the generator models no order-to-shipment delay).
+HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in schema.HISTORY_COLUMNS if c != "ordered_at")
+OPEN_ORDER_COLUMNS: tuple[str, ...] = tuple(
+    c for c in schema.OPEN_ORDER_COLUMNS if c != "ordered_at"
 )
 EXTENSION_DAYS = 30
 OPEN_NEAR_DEADLINE_SHARE = 0.5  # share of open orders with deadline - as_of in [0, 5)
@@ -179,14 +162,33 @@ WINDOW_PROFILES: dict[str, tuple[float, ...]] = {
 # Brazilian states: (share of Brazilian volume, transit multiplier). South-east and south are
 # served by the Curitiba / Valinhos entry hubs; north and north-east are slower.
 BR_STATES: dict[str, tuple[float, float]] = {
-    "SP": (0.30, 0.95), "RJ": (0.12, 1.0), "MG": (0.10, 1.05), "ES": (0.02, 1.05),
-    "PR": (0.07, 1.0), "SC": (0.05, 1.0), "RS": (0.06, 1.0),
-    "DF": (0.03, 1.15), "GO": (0.03, 1.15), "MT": (0.015, 1.15), "MS": (0.015, 1.15),
-    "BA": (0.05, 1.3), "PE": (0.035, 1.3), "CE": (0.03, 1.3), "MA": (0.015, 1.3),
-    "PB": (0.012, 1.3), "RN": (0.012, 1.3), "AL": (0.01, 1.3), "PI": (0.008, 1.3),
+    "SP": (0.30, 0.95),
+    "RJ": (0.12, 1.0),
+    "MG": (0.10, 1.05),
+    "ES": (0.02, 1.05),
+    "PR": (0.07, 1.0),
+    "SC": (0.05, 1.0),
+    "RS": (0.06, 1.0),
+    "DF": (0.03, 1.15),
+    "GO": (0.03, 1.15),
+    "MT": (0.015, 1.15),
+    "MS": (0.015, 1.15),
+    "BA": (0.05, 1.3),
+    "PE": (0.035, 1.3),
+    "CE": (0.03, 1.3),
+    "MA": (0.015, 1.3),
+    "PB": (0.012, 1.3),
+    "RN": (0.012, 1.3),
+    "AL": (0.01, 1.3),
+    "PI": (0.008, 1.3),
     "SE": (0.007, 1.3),
-    "PA": (0.02, 1.45), "AM": (0.015, 1.45), "RO": (0.006, 1.45), "TO": (0.005, 1.45),
-    "AC": (0.002, 1.45), "AP": (0.002, 1.45), "RR": (0.002, 1.45),
+    "PA": (0.02, 1.45),
+    "AM": (0.015, 1.45),
+    "RO": (0.006, 1.45),
+    "TO": (0.005, 1.45),
+    "AC": (0.002, 1.45),
+    "AP": (0.002, 1.45),
+    "RR": (0.002, 1.45),
 }
 
 PEAK_START = (11, 11)  # (month, day), inclusive
@@ -195,10 +197,26 @@ PEAK_END = (12, 10)  # inclusive
 # Chinese New Year (first day of the lunar year), 2015-2035.
 CNY_DATES = np.array(
     [
-        "2015-02-19", "2016-02-08", "2017-01-28", "2018-02-16", "2019-02-05",
-        "2020-01-25", "2021-02-12", "2022-02-01", "2023-01-22", "2024-02-10",
-        "2025-01-29", "2026-02-17", "2027-02-06", "2028-01-26", "2029-02-13",
-        "2030-02-03", "2031-01-23", "2032-02-11", "2033-01-31", "2034-02-19",
+        "2015-02-19",
+        "2016-02-08",
+        "2017-01-28",
+        "2018-02-16",
+        "2019-02-05",
+        "2020-01-25",
+        "2021-02-12",
+        "2022-02-01",
+        "2023-01-22",
+        "2024-02-10",
+        "2025-01-29",
+        "2026-02-17",
+        "2027-02-06",
+        "2028-01-26",
+        "2029-02-13",
+        "2030-02-03",
+        "2031-01-23",
+        "2032-02-11",
+        "2033-01-31",
+        "2034-02-19",
         "2035-02-08",
     ],
     dtype="datetime64[D]",
@@ -223,8 +241,13 @@ class Event:
 
 EVENTS: tuple[Event, ...] = (
     # Correios disruption of 2025 (">20 business days"); the dates are an assumption.
-    Event("BR", "2025-08-18", "2025-09-19", 28.0,
-          ("aliexpress_premium", "aliexpress_standard", "cainiao_super_economy", "epacket")),
+    Event(
+        "BR",
+        "2025-08-18",
+        "2025-09-19",
+        28.0,
+        ("aliexpress_premium", "aliexpress_standard", "cainiao_super_economy", "epacket"),
+    ),
 )
 
 
@@ -339,14 +362,17 @@ def _law(
     )
     stuck_w = _method_array("stuck_share")[method]
     weight = np.stack([1.0 - held_w - stuck_w, stuck_w, held_w], axis=1)
-    mu = np.stack(
-        [
-            np.log(median),
-            np.log(median * STUCK_MEDIAN_FACTOR),
-            np.log(np.where(held_w > 0, held_median, 1.0)),
-        ],
-        axis=1,
-    ) + log_scale[:, None]
+    mu = (
+        np.stack(
+            [
+                np.log(median),
+                np.log(median * STUCK_MEDIAN_FACTOR),
+                np.log(np.where(held_w > 0, held_median, 1.0)),
+            ],
+            axis=1,
+        )
+        + log_scale[:, None]
+    )
     sigma = np.stack(
         [
             _method_array("sigma")[method],
@@ -355,9 +381,7 @@ def _law(
         ],
         axis=1,
     )
-    loss = np.minimum(
-        _method_array("loss")[method] * _country_array("loss_factor")[country], 0.25
-    )
+    loss = np.minimum(_method_array("loss")[method] * _country_array("loss_factor")[country], 0.25)
     shift = shift.copy()
     for ev in EVENTS:
         hit = (
@@ -529,9 +553,7 @@ def generate_history(
         {
             "order_id": pd.array(_ids("H", rows), dtype="str"),
             "destination_country": pd.array(np.array(_CODES, dtype=object)[country], dtype="str"),
-            "shipping_method": pd.array(
-                np.array(_METHOD_NAMES, dtype=object)[method], dtype="str"
-            ),
+            "shipping_method": pd.array(np.array(_METHOD_NAMES, dtype=object)[method], dtype="str"),
             "shipped_at": _dates(ship.astype(np.float64)),
             "deadline": _dates((ship + window).astype(np.float64)),
             "delivered_at": _dates(delivered),
@@ -583,8 +605,7 @@ def generate_open_orders(
     t, feasible = _sample_transit_conditional(law, threshold, ~delivered_flag, rng)
     if (~feasible & delivered_flag).any():  # cannot have arrived yet: draw as undelivered
         redo = ~feasible & delivered_flag
-        sub = _Law(law.loss[redo], law.weight[redo], law.mu[redo], law.sigma[redo],
-                   law.shift[redo])
+        sub = _Law(law.loss[redo], law.weight[redo], law.mu[redo], law.sigma[redo], law.shift[redo])
         t[redo], _ = _sample_transit_conditional(
             sub, threshold[redo], np.ones(int(redo.sum()), dtype=bool), rng
         )
@@ -602,9 +623,7 @@ def generate_open_orders(
         {
             "order_id": pd.array(_ids("O", rows), dtype="str"),
             "destination_country": pd.array(np.array(_CODES, dtype=object)[country], dtype="str"),
-            "shipping_method": pd.array(
-                np.array(_METHOD_NAMES, dtype=object)[method], dtype="str"
-            ),
+            "shipping_method": pd.array(np.array(_METHOD_NAMES, dtype=object)[method], dtype="str"),
             "shipped_at": _dates(ship.astype(np.float64)),
             "deadline": _dates((ship + total_window).astype(np.float64)),
             "delivered_at": _dates(delivered),
@@ -636,7 +655,9 @@ def true_survival(frame: pd.DataFrame, days: np.ndarray) -> np.ndarray:
     ship = _to_days(frame["shipped_at"])
     region = (
         pd.Series(frame["destination_region"].to_numpy(dtype=object), dtype=object)
-        .astype("string").str.strip().str.upper()
+        .astype("string")
+        .str.strip()
+        .str.upper()
     )
     state_factor = dict(zip(_REGION_CODES, _REGION_FACTOR, strict=True))
     factor = region.map(state_factor).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -652,8 +673,7 @@ def true_survival(frame: pd.DataFrame, days: np.ndarray) -> np.ndarray:
         mixed = np.zeros(((~known).sum(), grid.shape[1]))
         for f in np.unique(_REGION_FACTOR):
             w = _REGION_SHARE[np.isclose(_REGION_FACTOR, f)].sum()
-            law = _law(country[~known], method[~known], ship[~known],
-                       np.full((~known).sum(), f))
+            law = _law(country[~known], method[~known], ship[~known], np.full((~known).sum(), f))
             mixed += w * _survival_given_law(law, grid[~known])
         out[~known] = mixed
     return out.reshape(horizons.shape)
@@ -675,22 +695,29 @@ def lane_summary(as_of: date | None = None) -> pd.DataFrame:
         for mi, name in enumerate(_METHOD_NAMES):
             if mix[ci, mi] <= 0:
                 continue
-            frame = pd.DataFrame({
-                "destination_country": [code], "shipping_method": [name],
-                "shipped_at": [off_peak], "destination_region": [None],
-            })
+            frame = pd.DataFrame(
+                {
+                    "destination_country": [code],
+                    "shipping_method": [name],
+                    "shipped_at": [off_peak],
+                    "destination_region": [None],
+                }
+            )
             surv = true_survival(frame, grid[None, :])[0]
-            loss = float(_law(np.array([ci]), np.array([mi]), np.array([0]),
-                              np.array([1.0])).loss[0])
+            loss = float(
+                _law(np.array([ci]), np.array([mi]), np.array([0]), np.array([1.0])).loss[0]
+            )
             delivered_surv = (surv - loss) / (1.0 - loss)
-            records.append({
-                "destination_country": code,
-                "shipping_method": name,
-                "share": float(shares[ci] * mix[ci, mi]),
-                "median_days": int(np.argmax(delivered_surv <= 0.5)),
-                "p90_days": int(np.argmax(delivered_surv <= 0.1)),
-                "loss": loss,
-            })
+            records.append(
+                {
+                    "destination_country": code,
+                    "shipping_method": name,
+                    "share": float(shares[ci] * mix[ci, mi]),
+                    "median_days": int(np.argmax(delivered_surv <= 0.5)),
+                    "p90_days": int(np.argmax(delivered_surv <= 0.1)),
+                    "loss": loss,
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 

@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,11 +40,15 @@ AsOf = Annotated[
 ]
 ModelDir = Annotated[
     Path | None,
-    typer.Option("--model", help="Model directory (default: $ADVISOR_MODEL_DIR, else ./artifacts/model)."),
+    typer.Option(
+        "--model", help="Model directory (default: $ADVISOR_MODEL_DIR, else ./artifacts/model)."
+    ),
 ]
 HistoryPath = Annotated[
     Path | None,
-    typer.Option("--history", help="History file (.csv, .csv.gz, .parquet); default: the bundled history."),
+    typer.Option(
+        "--history", help="History file (.csv, .csv.gz, .parquet); default: the bundled history."
+    ),
 ]
 
 
@@ -219,7 +223,9 @@ def evaluate(
 
 def print_evaluation(summary: dict[str, Any]) -> None:
     """The backtest as two tables: probability quality, then decision cost by strategy."""
-    quality = Table(title=f"p_late on {summary['decisions']:,} decisions after {summary['split_date']}")
+    quality = Table(
+        title=f"p_late on {summary['decisions']:,} decisions after {summary['split_date']}"
+    )
     for column in ("estimate", "AUC", "Brier", "mean p", "late share"):
         quality.add_column(column, justify="right")
     for key in ("p_late", "p_late_kaplan_meier", "p_late_true", "p_late_after_extension"):
@@ -234,8 +240,15 @@ def print_evaluation(summary: dict[str, Any]) -> None:
             )
     out.print(quality)
     costs = Table(title="decision cost (units of order value; lower is better)")
-    for column in ("strategy", "realised", "expected (true p)", "savings captured",
-                   "extend", "escalate", "none"):
+    for column in (
+        "strategy",
+        "realised",
+        "expected (true p)",
+        "savings captured",
+        "extend",
+        "escalate",
+        "none",
+    ):
         costs.add_column(column, justify="right")
     captured = summary.get("savings_captured", {})
     for row in summary["strategies"]:
@@ -262,8 +275,15 @@ def print_evaluation(summary: dict[str, Any]) -> None:
         )
     out.print(calibration)
     lanes = Table(title="lag by destination (top 15 by shipments)")
-    for column in ("country", "shipments", "median days", "p90 days", "late share",
-                   "never delivered", "structural lag"):
+    for column in (
+        "country",
+        "shipments",
+        "median days",
+        "p90 days",
+        "late share",
+        "never delivered",
+        "structural lag",
+    ):
         lanes.add_column(column, justify="right")
     for lane in summary["lanes"][:15]:
         lanes.add_row(
@@ -278,7 +298,7 @@ def print_evaluation(summary: dict[str, Any]) -> None:
     out.print(lanes)
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     """Where ``score`` runs: in this process, or on a Dask cluster."""
 
     local = "local"
@@ -307,7 +327,10 @@ def score(
     model: ModelDir = None,
     as_of: AsOf = None,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy TOML (default: $ADVISOR_POLICY_FILE, else built-in defaults).")
+        Path | None,
+        typer.Option(
+            "--policy", help="Policy TOML (default: $ADVISOR_POLICY_FILE, else built-in defaults)."
+        ),
     ] = None,
     rejects: Annotated[
         Path | None,

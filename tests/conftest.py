@@ -34,7 +34,9 @@ def small_history() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, small_history: pd.DataFrame) -> Path:
+def trained_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, small_history: pd.DataFrame
+) -> Path:
     """A verified model artifact directory trained on ``small_history``."""
     directory = tmp_path_factory.mktemp("model")
     valid = validate_history(small_history).valid

@@ -359,7 +359,7 @@ def test_seen_ids_find_the_first_line_across_many_runs(monkeypatch: pytest.Monke
 @pytest.fixture(scope="module")
 def large_orders(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("large") / "orders.csv"
-    generate_open_orders(150_000, seed=9, as_of=AS_OF).to_csv(path, index=False)
+    generate_open_orders(300_000, seed=9, as_of=AS_OF).to_csv(path, index=False)
     return path
 
 
@@ -383,7 +383,7 @@ def test_interrupted_run_leaves_no_output(
             "--as-of",
             AS_OF.isoformat(),
             "--chunk-rows",
-            "2000",
+            "500",  # many small chunks: the run lasts long enough to be interrupted
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -394,6 +394,7 @@ def test_interrupted_run_leaves_no_output(
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "scoring never started writing"
         time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert not out.exists()

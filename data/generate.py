@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from model import schema
+from model import features, schema
 
 __all__ = [
     "BR_STATES",
@@ -194,33 +194,8 @@ BR_STATES: dict[str, tuple[float, float]] = {
 PEAK_START = (11, 11)  # (month, day), inclusive
 PEAK_END = (12, 10)  # inclusive
 
-# Chinese New Year (first day of the lunar year), 2015-2035.
-CNY_DATES = np.array(
-    [
-        "2015-02-19",
-        "2016-02-08",
-        "2017-01-28",
-        "2018-02-16",
-        "2019-02-05",
-        "2020-01-25",
-        "2021-02-12",
-        "2022-02-01",
-        "2023-01-22",
-        "2024-02-10",
-        "2025-01-29",
-        "2026-02-17",
-        "2027-02-06",
-        "2028-01-26",
-        "2029-02-13",
-        "2030-02-03",
-        "2031-01-23",
-        "2032-02-11",
-        "2033-01-31",
-        "2034-02-19",
-        "2035-02-08",
-    ],
-    dtype="datetime64[D]",
-)
+# Chinese New Year (first day of the lunar year): the same table the model's features use.
+CNY_DATES = np.array(features.CNY_DATES, dtype="datetime64[D]")
 # Origin shutdown profile: extra days by ship date relative to CNY (piecewise linear) and a
 # transit slowdown of up to CNY_SLOWDOWN at the same time.
 CNY_OFFSETS = np.array([-10.0, -3.0, 7.0, 25.0])

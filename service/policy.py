@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -147,44 +148,51 @@ def decide(
 
     # Reasons: each row's codes form one of a few hundred combinations; build each
     # combination's text once and index it, rather than joining strings row by row.
-    primaries = (
-        "delivered",
-        "dispute_open",
-        "window_closed",
-        "outside_window",
-        f"within_{config.act_within_days}_days",
-    )
     primary = np.select(
         [delivered, in_dispute, days_remaining < 0, ~in_window], [0, 1, 2, 3], default=4
     )
     likely = config.likely_threshold
     assessed = in_window & ~delivered & ~in_dispute
-    outlooks = ("", "likely_on_time", "likely_lost", "late_but_coming")
     outlook = np.where(
         assessed, np.select([p_late < likely, p_after >= likely * p_late], [1, 2], default=3), 0
     )
     flags = (
-        ("max_extensions_reached", assessed & ~can_extend),
-        ("structural_lag", _flag(structural_lag, n) & ~delivered),
-        ("unseen_country", _flag(unseen_country, n) & ~delivered),
-        ("sparse_lane", _flag(sparse_lane, n) & ~delivered),
+        assessed & ~can_extend,
+        _flag(structural_lag, n) & ~delivered,
+        _flag(unseen_country, n) & ~delivered,
+        _flag(sparse_lane, n) & ~delivered,
     )
     combination = primary * 4 + outlook
-    for _, mask in flags:
+    for mask in flags:
         combination = combination * 2 + mask
     unique, inverse = np.unique(combination, return_inverse=True)
-    texts = []
-    for value in unique.tolist():
-        bits = [(value >> (len(flags) - 1 - k)) & 1 for k in range(len(flags))]
-        rest = value >> len(flags)
-        present = [name for (name, _), bit in zip(flags, bits, strict=True) if bit]
-        lane = [name for name in present if name == "structural_lag"]
-        # Order: where the order stands, what its lane is known for, the outlook, the rest.
-        codes = [primaries[rest // 4], *lane, outlooks[rest % 4]]
-        codes += [name for name in present if name != "structural_lag"]
-        texts.append(";".join(code for code in codes if code))
+    texts = [_reason_text(value, config.act_within_days) for value in unique.tolist()]
     reasons = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
     return Decisions(action=action, reasons=reasons)
+
+
+_FLAGS = ("max_extensions_reached", "structural_lag", "unseen_country", "sparse_lane")
+_OUTLOOKS = ("", "likely_on_time", "likely_lost", "late_but_coming")
+
+
+@lru_cache(maxsize=4096)
+def _reason_text(combination: int, act_within_days: int) -> str:
+    """The ";"-joined codes of one combination (see :func:`decide`): where the order stands,
+    what its lane is known for, the outlook, the rest."""
+    primaries = (
+        "delivered",
+        "dispute_open",
+        "window_closed",
+        "outside_window",
+        f"within_{act_within_days}_days",
+    )
+    bits = [(combination >> (len(_FLAGS) - 1 - k)) & 1 for k in range(len(_FLAGS))]
+    rest = combination >> len(_FLAGS)
+    present = [name for name, bit in zip(_FLAGS, bits, strict=True) if bit]
+    lane = [name for name in present if name == "structural_lag"]
+    codes = [primaries[rest // 4], *lane, _OUTLOOKS[rest % 4]]
+    codes += [name for name in present if name != "structural_lag"]
+    return ";".join(code for code in codes if code)
 
 
 def _flag(values: np.ndarray | None, n: int) -> np.ndarray:

@@ -8,8 +8,10 @@ map there, and the model learns it from a random share of masked training rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +21,10 @@ __all__ = [
     "POOLED",
     "SEASON_FEATURES",
     "SHARED_FEATURES",
+    "Columns",
     "EncodedFeatures",
     "FeatureEncoder",
+    "column",
     "days_between",
     "lookup",
 ]
@@ -74,6 +78,22 @@ HANDOFF_MAX = 15  # days from order to carrier hand-off
 SHARED_FEATURES = ("country", "method")  # interact with both the lane and the season
 SEASON_FEATURES = ("ship_week", "cny_bin")
 
+Columns = Mapping[str, Any]
+"""A validated frame, or the same columns as a dict of equal-length numpy arrays.
+
+The service builds the dict straight from checked requests: for a few dozen rows, building
+and indexing a DataFrame costs more than the whole prediction.
+"""
+
+# Below this many rows a Python loop over a dict beats pandas' factorisation.
+_SMALL = 64
+
+
+def column(frame: Columns, name: str) -> np.ndarray:
+    """One column of ``frame`` as a numpy array (no copy when it already is one)."""
+    values = frame[name]
+    return values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+
 
 def days_between(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
     """Whole days from ``earlier`` to ``later`` (both midnight timestamps); NaT gives -1."""
@@ -94,8 +114,9 @@ def _cny_offset_bin(shipped: np.ndarray) -> np.ndarray:
 
 
 def _ship_week(shipped: np.ndarray) -> np.ndarray:
-    doy = pd.DatetimeIndex(np.asarray(shipped, dtype="datetime64[ns]")).day_of_year.to_numpy()
-    return np.minimum((doy - 1) // 7, 51).astype(np.int64)
+    days = np.asarray(shipped, dtype="datetime64[D]")
+    day_of_year = (days - days.astype("datetime64[Y]")).astype(np.int64)  # 0 on 1 January
+    return np.minimum(day_of_year // 7, 51)
 
 
 @dataclass(frozen=True)
@@ -159,28 +180,30 @@ class FeatureEncoder:
     def fit(self, history: pd.DataFrame) -> FeatureEncoder:
         self.countries_ = self._vocabulary(history["destination_country"])
         self.methods_ = self._vocabulary(history["shipping_method"])
-        self.regions_ = self._vocabulary(_region_labels(history))
+        self.regions_ = self._vocabulary(pd.Series(_region_labels(history), dtype=object))
         self.seen_countries_ = frozenset(map(str, history["destination_country"].dropna()))
         self.use_handoff_ = bool(history["ordered_at"].notna().mean() > 0.5)
         return self
 
-    def transform(self, frame: pd.DataFrame, *, extension_days: int = 30) -> EncodedFeatures:
-        """Encode a validated frame. The window is the original one: ``deadline`` less
-        ``extension_days`` per extension already granted (column ``extensions``, if any)."""
-        window = days_between(frame["deadline"], frame["shipped_at"])
-        if "extensions" in frame.columns:
-            window = window - extension_days * frame["extensions"].to_numpy(dtype=np.int64)
-        country = frame["destination_country"]
+    def transform(self, frame: Columns, *, extension_days: int = 30) -> EncodedFeatures:
+        """Encode a validated frame (or its columns as arrays). The window is the original
+        one: ``deadline`` less ``extension_days`` per extension already granted (column
+        ``extensions``, if any)."""
+        shipped = column(frame, "shipped_at")
+        window = days_between(column(frame, "deadline"), shipped)
+        if "extensions" in frame:
+            window = window - extension_days * column(frame, "extensions").astype(np.int64)
+        country = column(frame, "destination_country")
         columns = {
             "country": lookup(country, self.countries_),
-            "method": lookup(frame["shipping_method"], self.methods_),
+            "method": lookup(column(frame, "shipping_method"), self.methods_),
             "region": lookup(_region_labels(frame), self.regions_),
-            "ship_week": _ship_week(frame["shipped_at"].to_numpy()),
-            "cny_bin": _cny_offset_bin(frame["shipped_at"].to_numpy()),
+            "ship_week": _ship_week(shipped),
+            "cny_bin": _cny_offset_bin(shipped),
             "window_bin": np.clip(window, 0, WINDOW_MAX) // WINDOW_STEP,
         }
         if self.use_handoff_:
-            handoff = days_between(frame["shipped_at"], frame["ordered_at"])
+            handoff = days_between(shipped, column(frame, "ordered_at"))
             columns["handoff_bin"] = np.where(
                 handoff < 0, HANDOFF_MAX + 1, np.minimum(handoff, HANDOFF_MAX)
             )
@@ -214,19 +237,34 @@ class FeatureEncoder:
         return codes
 
 
-def lookup(values: pd.Series, codes: dict[str, int], default: int = 0) -> np.ndarray:
-    """``codes[value]`` per row (``default`` when missing or unknown), via factorisation:
-    one dictionary look-up per distinct value instead of per row."""
+def lookup(values: pd.Series | np.ndarray, codes: dict[str, int], default: int = 0) -> np.ndarray:
+    """``codes[value]`` per row (``default`` when missing or unknown). Long arrays go through
+    factorisation: one dictionary look-up per distinct value instead of per row."""
+    if len(values) <= _SMALL:
+        return np.fromiter(
+            (_code(v, codes, default) for v in np.asarray(values, dtype=object)),
+            dtype=np.int64,
+            count=len(values),
+        )
     index, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.array([codes.get(str(u), default) for u in uniques] + [default], dtype=np.int64)
     return table[index]  # the NA sentinel -1 picks the trailing default
 
 
-def _region_labels(frame: pd.DataFrame) -> pd.Series:
-    region = frame["destination_region"]
-    known = region.notna().to_numpy()
-    labels = np.full(len(frame), None, dtype=object)
+def _code(value: Any, codes: dict[str, int], default: int) -> int:
+    if isinstance(value, str):
+        return codes.get(value, default)
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return default
+    return codes.get(str(value), default)
+
+
+def _region_labels(frame: Columns) -> np.ndarray:
+    """``COUNTRY/REGION`` per row, None where the region is missing (object array)."""
+    region = column(frame, "destination_region")
+    known = ~pd.isna(region)
+    labels = np.full(len(region), None, dtype=object)
     if known.any():
-        country = frame["destination_country"].to_numpy(dtype=object)[known]
-        labels[known] = country + "/" + region.to_numpy(dtype=object)[known]
-    return pd.Series(labels, index=frame.index, dtype=object)
+        country = column(frame, "destination_country").astype(object)[known]
+        labels[known] = country + "/" + region.astype(object)[known]
+    return labels

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.calibration import PlattCalibrator
-from model.features import EncodedFeatures, days_between, lookup
+from model.features import Columns, EncodedFeatures, column, days_between, lookup
 from model.hazard import DiscreteTimeHazard
 
 __all__ = ["PREDICTION_COLUMNS", "AdvisorModel"]
@@ -68,26 +68,45 @@ class AdvisorModel:
         ``p_late_after_extension`` the same after ``deadline + extension_days``; both are 0
         for an order delivered by ``as_of``. Output rows align with ``orders``.
         """
-        n = len(orders)
-        as_of_ts = pd.Timestamp(as_of)
-        elapsed = days_between(np.full(n, as_of_ts.to_datetime64()), orders["shipped_at"])
-        deadline_days = days_between(orders["deadline"], orders["shipped_at"])
-        delivered_at = orders["delivered_at"]
-        delivered = (delivered_at.notna() & (delivered_at <= as_of_ts)).to_numpy(dtype=bool)
+        columns = self.predict_columns(orders, as_of, extension_days=extension_days)
+        return pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS), index=orders.index)
+
+    def predict_columns(
+        self, orders: Columns, as_of: date, *, extension_days: int = 30
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` on a frame or a dict of column arrays, as a dict of arrays
+        (:data:`PREDICTION_COLUMNS`); what the service and :meth:`predict` both call."""
+        shipped = column(orders, "shipped_at").astype("datetime64[ns]", copy=False)
+        as_of_ns = np.datetime64(as_of, "ns")
+        elapsed = days_between(np.full(len(shipped), as_of_ns), shipped)
+        deadline_days = days_between(column(orders, "deadline"), shipped)
+        delivered_at = column(orders, "delivered_at").astype("datetime64[ns]", copy=False)
+        delivered = ~np.isnat(delivered_at) & (delivered_at <= as_of_ns)
         features = self.hazard.encoder_.transform(orders, extension_days=extension_days)
         calibrated = self.conditional_late(features, elapsed, deadline_days, extension_days)
         calibrated[delivered] = 0.0
-        lag = {str(k): int(v) for k, v in self.lanes["structural_lag"].items()}
-        return pd.DataFrame(
-            {
-                "p_late": calibrated[:, 0],
-                "p_late_after_extension": calibrated[:, 1],
-                "elapsed_days": elapsed,
-                "days_remaining": deadline_days - elapsed,
-                "delivered": delivered,
-                "unseen_country": features.unseen_country,
-                "sparse_lane": features.sparse_lane,
-                "structural_lag": lookup(orders["destination_country"], lag).astype(bool),
-            },
-            index=orders.index,
-        )
+        return {
+            "p_late": calibrated[:, 0],
+            "p_late_after_extension": calibrated[:, 1],
+            "elapsed_days": elapsed,
+            "days_remaining": deadline_days - elapsed,
+            "delivered": delivered,
+            "unseen_country": features.unseen_country,
+            "sparse_lane": features.sparse_lane,
+            "structural_lag": lookup(
+                column(orders, "destination_country"), self._structural_lag_codes()
+            ).astype(bool),
+        }
+
+    def _structural_lag_codes(self) -> dict[str, int]:
+        """``{country: 0/1}`` of the lane table, built once (not pickled)."""
+        codes: dict[str, int] | None = self.__dict__.get("_lag_codes")
+        if codes is None:
+            codes = {str(k): int(v) for k, v in self.lanes["structural_lag"].items()}
+            self.__dict__["_lag_codes"] = codes
+        return codes
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lag_codes", None)  # derived from ``lanes``; saved artifacts stay the same
+        return state

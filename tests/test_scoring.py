@@ -10,7 +10,7 @@ from data.generate import DEFAULT_AS_OF as AS_OF
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
 from service.policy import ACTIONS, REASON_MESSAGES, PolicyConfig
-from service.scoring import SCORED_COLUMNS, score_frame, score_raw
+from service.scoring import SCORED_COLUMNS, score_columns, score_frame, score_raw
 
 EXPECTED_COLUMNS = [
     "order_id",
@@ -154,3 +154,21 @@ def test_all_rows_rejected_gives_an_empty_scored_frame(
     assert len(batch.rejects) == 3
     assert batch.scored.empty
     assert list(batch.scored.columns) == EXPECTED_COLUMNS
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 65, 400])
+def test_column_arrays_score_like_the_frame(
+    orders: pd.DataFrame, small_model: AdvisorModel, rows: int
+) -> None:
+    """The service's path (plain arrays, no DataFrame; small inputs take the dict look-ups)
+    gives the same values and dtypes as the frame path, on both sides of the small-input
+    cut-off."""
+    frame = orders.iloc[:rows].reset_index(drop=True)
+    arrays = {name: frame[name].to_numpy() for name in frame.columns}
+    from_arrays = score_columns(arrays, small_model, PolicyConfig(), AS_OF)
+    assert list(from_arrays) == list(SCORED_COLUMNS)
+    assert all(len(values) == rows for values in from_arrays.values())
+    expected = score_frame(frame, small_model, PolicyConfig(), AS_OF)
+    pd.testing.assert_frame_equal(pd.DataFrame(from_arrays, columns=list(SCORED_COLUMNS)), expected)
+    assert from_arrays["new_deadline"].dtype == np.dtype("datetime64[ns]")
+    assert from_arrays["respond_by"].dtype == np.dtype("datetime64[ns]")

@@ -5,7 +5,7 @@ so scoring each request alone caps the service near a few hundred requests per s
 Here the first request to arrive while the queue is empty starts a batch; it waits for the
 previous frame to be scored and for ``window`` seconds more (1 ms by
 default: the clients just answered are back by then), then takes every request that queued
-meanwhile and scores them in one call of :func:`service.scoring.score_frame`. Under load
+meanwhile and scores them in one call of :func:`service.scoring.score_columns`. Under load
 batches grow to the number of clients; alone, a request waits one window. Requests with
 different ``as_of`` dates or model snapshots in one batch are scored as separate frames.
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from service.api.frames import orders_frame, recommendations
+from service.api.frames import orders_columns, recommendations
 from service.api.schemas import OpenOrder
 from service.api.state import LoadedModel
-from service.scoring import score_frame
+from service.scoring import score_columns
 
 __all__ = ["MicroBatcher", "score_orders"]
 
@@ -34,8 +34,8 @@ RECENT_ORDERS = 2000
 
 def score_orders(orders: list[OpenOrder], loaded: LoadedModel, as_of: date) -> list[dict[str, Any]]:
     """Score checked orders with one snapshot: the one scoring function, JSON-ready rows."""
-    frame = orders_frame(orders)
-    return recommendations(score_frame(frame, loaded.model, loaded.policy, as_of))
+    columns = orders_columns(orders)
+    return recommendations(score_columns(columns, loaded.model, loaded.policy, as_of))
 
 
 @dataclass

@@ -1,14 +1,15 @@
-"""Orders checked by :mod:`service.api.schemas` to the validated frame, and scores to JSON.
+"""Orders checked by :mod:`service.api.schemas` to scoring columns, and scores to JSON.
 
-:func:`orders_frame` builds exactly the frame :func:`model.schema.validate_open_orders`
-returns for the same orders (columns, dtypes, normalisation; a test holds the two equal), so
-the service can hand it straight to :func:`service.scoring.score_frame`, the one scoring
-function, without parsing text a second time.
+:func:`orders_columns` builds, as numpy arrays, exactly the columns
+:func:`model.schema.validate_open_orders` returns for the same orders (dtypes,
+normalisation; a test holds :func:`orders_frame` of them equal to the validated frame), so
+the service hands them straight to :func:`service.scoring.score_columns`, the one scoring
+function, without parsing text a second time or building a DataFrame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model.features import column
 from model.schema import UNKNOWN_METHOD
 from service.api.schemas import OpenOrder
 from service.policy import reason_message
 
-__all__ = ["orders_frame", "reason_list", "recommendations"]
+__all__ = ["orders_columns", "orders_frame", "reason_list", "recommendations"]
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_NS = 86_400 * 10**9
@@ -36,42 +38,49 @@ def _dates(values: list[date | None]) -> np.ndarray:
     return ns.view("datetime64[ns]")
 
 
-def _objects(values: list[Any]) -> pd.Series:
+def _objects(values: list[Any]) -> np.ndarray:
     array = np.empty(len(values), dtype=object)
     array[:] = values
-    return pd.Series(array, dtype=object, copy=False)  # no inference of a string dtype
+    return array
 
 
-def orders_frame(orders: Sequence[OpenOrder]) -> pd.DataFrame:
-    """The validated open-orders frame (as ``validate_open_orders(...).valid``) of ``orders``;
-    ``line`` numbers them from 2 as if they were the rows of a CSV file."""
+def orders_columns(orders: Sequence[OpenOrder]) -> dict[str, np.ndarray]:
+    """The validated open-orders columns (as ``validate_open_orders(...).valid``) of
+    ``orders`` as arrays; ``line`` numbers them from 2 as if they were rows of a CSV file."""
     n = len(orders)
     rows = [o.__dict__ for o in orders]
 
-    def column(name: str) -> list[Any]:
+    def field(name: str) -> list[Any]:
         return [row[name] for row in rows]
 
-    region = [pd.NA if r is None else r for r in column("destination_region")]
-    extensions = [0 if e is None else e for e in column("extensions")]
-    return pd.DataFrame(
-        {
-            "line": np.arange(2, n + 2, dtype=np.int64),
-            "order_id": _objects(column("order_id")),
-            "destination_country": _objects(column("destination_country")),
-            "shipping_method": _objects(
-                [UNKNOWN_METHOD if m is None else m for m in column("shipping_method")]
-            ),
-            "destination_region": _objects(region),
-            "shipped_at": _dates(column("shipped_at")),
-            "deadline": _dates(column("deadline")),
-            "delivered_at": _dates(column("delivered_at")),
-            "ordered_at": _dates(column("ordered_at")),
-            "dispute_opened_at": _dates(column("dispute_opened_at")),
-            "weight_g": np.array(column("weight_g"), dtype=np.float64),
-            "declared_value_usd": np.array(column("declared_value_usd"), dtype=np.float64),
-            "extensions": np.array(extensions, dtype=np.int64),
-        }
-    )
+    region = [pd.NA if r is None else r for r in field("destination_region")]
+    extensions = [0 if e is None else e for e in field("extensions")]
+    return {
+        "line": np.arange(2, n + 2, dtype=np.int64),
+        "order_id": _objects(field("order_id")),
+        "destination_country": _objects(field("destination_country")),
+        "shipping_method": _objects(
+            [UNKNOWN_METHOD if m is None else m for m in field("shipping_method")]
+        ),
+        "destination_region": _objects(region),
+        "shipped_at": _dates(field("shipped_at")),
+        "deadline": _dates(field("deadline")),
+        "delivered_at": _dates(field("delivered_at")),
+        "ordered_at": _dates(field("ordered_at")),
+        "dispute_opened_at": _dates(field("dispute_opened_at")),
+        "weight_g": np.array(field("weight_g"), dtype=np.float64),
+        "declared_value_usd": np.array(field("declared_value_usd"), dtype=np.float64),
+        "extensions": np.array(extensions, dtype=np.int64),
+    }
+
+
+def orders_frame(orders: Sequence[OpenOrder]) -> pd.DataFrame:
+    """:func:`orders_columns` as a DataFrame: the frame ``validate_open_orders`` returns."""
+    columns = {
+        name: pd.Series(values, dtype=object, copy=False) if values.dtype == object else values
+        for name, values in orders_columns(orders).items()
+    }  # object columns stay object: no inference of a string dtype
+    return pd.DataFrame(columns)
 
 
 @lru_cache(maxsize=4096)
@@ -86,21 +95,24 @@ def _iso_dates(values: np.ndarray) -> list[str | None]:
     return [None if t == "NaT" else t for t in text.tolist()]
 
 
-def recommendations(scored: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of :func:`service.scoring.score_frame`'s output as response dicts (input order)."""
+def recommendations(scored: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of :func:`service.scoring.score_columns`' output (or of the frame
+    :func:`~service.scoring.score_frame` makes of it) as response dicts, in input order."""
+
+    def values(name: str) -> np.ndarray:
+        return column(scored, name)
+
     columns = {
-        "order_id": scored["order_id"].tolist(),
-        "action": scored["action"].tolist(),
-        "extend_by_days": scored["extend_by_days"].to_numpy(dtype=np.int64).tolist(),
-        "new_deadline": _iso_dates(scored["new_deadline"].to_numpy()),
-        "days_remaining": scored["days_remaining"].to_numpy(dtype=np.int64).tolist(),
-        "p_late": scored["p_late"].to_numpy(dtype=np.float64).tolist(),
-        "p_late_after_extension": scored["p_late_after_extension"]
-        .to_numpy(dtype=np.float64)
-        .tolist(),
-        "respond_by": _iso_dates(scored["respond_by"].to_numpy()),
-        "reasons": [reason_list(r) for r in scored["reasons"].tolist()],
-        "model_version": scored["model_version"].tolist(),
+        "order_id": values("order_id").tolist(),
+        "action": values("action").tolist(),
+        "extend_by_days": values("extend_by_days").astype(np.int64).tolist(),
+        "new_deadline": _iso_dates(values("new_deadline")),
+        "days_remaining": values("days_remaining").astype(np.int64).tolist(),
+        "p_late": values("p_late").astype(np.float64).tolist(),
+        "p_late_after_extension": values("p_late_after_extension").astype(np.float64).tolist(),
+        "respond_by": _iso_dates(values("respond_by")),
+        "reasons": [reason_list(r) for r in values("reasons").tolist()],
+        "model_version": values("model_version").tolist(),
     }
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

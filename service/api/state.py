@@ -18,10 +18,10 @@ from typing import Any
 from model.artifact import load_model
 from model.errors import AdvisorError, ArtifactError, ModelNotFoundError
 from model.predictor import AdvisorModel
-from service.api.frames import orders_frame
+from service.api.frames import orders_columns
 from service.api.schemas import OpenOrder
 from service.policy import PolicyConfig
-from service.scoring import score_frame
+from service.scoring import score_columns
 
 __all__ = ["LoadedModel", "ModelHolder", "ReloadRefused", "load_snapshot"]
 
@@ -84,14 +84,15 @@ def load_snapshot(
     """
     model, manifest = load_model(model_dir)
     try:
-        score_frame(orders_frame([_PROBE]), model, policy, date(2026, 1, 20))
+        score_columns(orders_columns([_PROBE]), model, policy, date(2026, 1, 20))
         lanes = lane_rows(model)
         by_date: dict[date, list[OpenOrder]] = {}
         for order, as_of in warm:
             by_date.setdefault(as_of, []).append(order)
         for as_of, orders in by_date.items():
             for start in range(0, len(orders), WARM_CHUNK):
-                score_frame(orders_frame(orders[start : start + WARM_CHUNK]), model, policy, as_of)
+                chunk = orders_columns(orders[start : start + WARM_CHUNK])
+                score_columns(chunk, model, policy, as_of)
     except Exception as exc:  # a verified artifact that still cannot score
         raise ArtifactError(f"model in {model_dir} cannot score: {exc}") from None
     return LoadedModel(

@@ -9,6 +9,7 @@ incompatible scikit-learn / numpy / joblib.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -69,7 +70,10 @@ def save_model(
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     try:
-        joblib.dump(model, tmp_path, compress=3)
+        # Without the hazard's logit tables (kept when a model is pickled for a worker), so
+        # the file does not depend on what the model predicted before it was saved.
+        cold = dataclasses.replace(model, hazard=model.hazard.without_tables())
+        joblib.dump(cold, tmp_path, compress=3)
         model_sha = file_sha256(tmp_path)
         as_of = model.training["as_of"]
         manifest = {

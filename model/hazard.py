@@ -248,15 +248,43 @@ class DiscreteTimeHazard(BaseEstimator):
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, object]:
+        """Pickles carry the logit tables (``_parts``: one row of logits per time bucket for
+        each lane, season and base sub-key computed so far, 1 KB each; 3.5 MB after 200k
+        generated orders) so a model sent to Dask workers or another process does not run the
+        classifier again for them. Survival curves (``_cache``, 2 KB per key, up to
+        ``cache_size`` keys: 26 MB for the same orders) stay behind: they are rebuilt from the
+        tables ~9x faster than the tables themselves are computed (0.2 s vs 1.9 s there)."""
         state = self.__dict__.copy()
         for transient in ("_cache", "_parts", "_lock"):
             state.pop(transient, None)
+        lock = self.__dict__.get("_lock")
+        if lock is not None:
+            with lock:  # another thread may be adding tables
+                state["_parts"] = dict(self._parts)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        parts = state.pop("_parts", None)
         self.__dict__.update(state)
         if "classifier_" in state:
             self._reset_cache()
+            if isinstance(parts, dict):
+                self._parts.update(parts)
+
+    def without_tables(self) -> DiscreteTimeHazard:
+        """A shallow copy sharing the fitted estimator but with empty tables and curves (what
+        a saved artifact holds, so its bytes do not depend on what was predicted before)."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        if "classifier_" in self.__dict__:
+            copy._reset_cache()
+        return copy
+
+    @property
+    def n_tables(self) -> int:
+        """How many logit tables (lane, season and base sub-keys) are computed."""
+        return len(getattr(self, "_parts", ()))
 
     def _part_names(self, part: str) -> list[str]:
         if part == "lane":
@@ -288,13 +316,21 @@ class DiscreteTimeHazard(BaseEstimator):
     def survival_curves(self, keys: np.ndarray) -> np.ndarray:
         """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per curve key."""
         keys = np.asarray(keys, dtype=np.int64)
-        missing = np.unique([k for k in keys.tolist() if k not in self._cache]).astype(np.int64)
+        rows: dict[int, np.ndarray] = {}
+        with self._lock:  # take what is cached now: another thread may evict it meanwhile
+            for key in keys.tolist():
+                curve = self._cache.get(key)
+                if curve is not None:
+                    rows[key] = curve
+        missing = np.unique([k for k in keys.tolist() if k not in rows]).astype(np.int64)
         if len(missing):
-            self._compute(missing)
-        with self._lock:
-            return np.stack([self._cache[int(k)] for k in keys])
+            rows.update(zip(missing.tolist(), self._compute(missing), strict=True))
+        if not len(keys):
+            return np.zeros((0, self.horizon_days))
+        return np.stack([rows[k] for k in keys.tolist()])
 
-    def _compute(self, keys: np.ndarray) -> None:
+    def _compute(self, keys: np.ndarray) -> np.ndarray:
+        """Curves of ``keys`` (returned in order), also added to the cache."""
         encoder = self.encoder_
         codes = encoder.decode_keys(keys)
         logit = (
@@ -310,6 +346,7 @@ class DiscreteTimeHazard(BaseEstimator):
                 self._cache[int(key)] = curve
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+        return curves
 
     def conditional_survival(
         self, features: EncodedFeatures, elapsed: np.ndarray, horizons: np.ndarray

@@ -1,0 +1,121 @@
+"""The hazard model's tables and curves (model/hazard.py): what a pickle carries, what a saved
+artifact holds, and curves served while other threads evict them."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.generate import DEFAULT_AS_OF as AS_OF
+from model.artifact import MODEL_FILE, load_model, save_model
+from model.hazard import DiscreteTimeHazard
+from model.predictor import AdvisorModel
+from model.schema import validate_open_orders
+
+
+@pytest.fixture
+def model(trained_model_dir: Path) -> AdvisorModel:
+    """A fresh load (cold tables), free to change."""
+    loaded, _ = load_model(trained_model_dir)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def keys(open_orders: pd.DataFrame, trained_model_dir: Path) -> np.ndarray:
+    loaded, _ = load_model(trained_model_dir)
+    valid = validate_open_orders(open_orders, as_of=AS_OF).valid
+    return np.unique(loaded.hazard.encoder_.transform(valid).curve_key)
+
+
+def no_classifier(hazard: DiscreteTimeHazard, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(X: np.ndarray) -> np.ndarray:
+        raise AssertionError(f"classifier ran on {len(X)} rows")
+
+    monkeypatch.setattr(hazard.classifier_, "decision_function", refuse)
+
+
+def test_a_pickled_model_carries_its_tables_not_its_curves(
+    model: AdvisorModel, keys: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    curves = model.hazard.survival_curves(keys)
+    tables = model.hazard.n_tables
+    assert tables > 0 and len(model.hazard._cache) == len(keys)
+    copy: AdvisorModel = pickle.loads(pickle.dumps(model))
+    assert copy.hazard.n_tables == tables
+    assert len(copy.hazard._cache) == 0
+    no_classifier(copy.hazard, monkeypatch)  # curves come from the tables alone
+    np.testing.assert_array_equal(copy.hazard.survival_curves(keys), curves)
+
+
+def test_a_cold_pickle_stays_cold_and_computes_the_same_curves(
+    model: AdvisorModel, keys: np.ndarray
+) -> None:
+    copy: AdvisorModel = pickle.loads(pickle.dumps(model))
+    assert copy.hazard.n_tables == 0
+    np.testing.assert_array_equal(
+        copy.hazard.survival_curves(keys), model.hazard.survival_curves(keys)
+    )
+
+
+def test_saved_artifact_does_not_depend_on_earlier_predictions(
+    model: AdvisorModel, keys: np.ndarray, tmp_path: Path
+) -> None:
+    save_model(model, tmp_path / "cold", data_sha256="0" * 64, data_source="test")
+    model.hazard.survival_curves(keys)
+    assert model.hazard.n_tables > 0
+    save_model(model, tmp_path / "warm", data_sha256="0" * 64, data_source="test")
+    assert model.hazard.n_tables > 0  # saving leaves the model in use as it was
+    cold, warm = (tmp_path / d / MODEL_FILE for d in ("cold", "warm"))
+    assert warm.read_bytes() == cold.read_bytes()
+    reloaded, _ = load_model(tmp_path / "warm")
+    assert reloaded.hazard.n_tables == 0
+
+
+def test_more_keys_than_the_cache_holds(model: AdvisorModel, keys: np.ndarray) -> None:
+    reference = model.hazard.survival_curves(keys)
+    small: AdvisorModel = pickle.loads(pickle.dumps(model))
+    small.hazard.cache_size = 3
+    assert len(keys) > 3
+    np.testing.assert_array_equal(small.hazard.survival_curves(keys), reference)
+    assert len(small.hazard._cache) <= 3
+
+
+def test_curves_stay_right_while_other_threads_evict_them(
+    model: AdvisorModel, keys: np.ndarray
+) -> None:
+    """A cache smaller than one request: every call evicts curves another thread is about to
+    read (a KeyError before the curves were taken under the lock)."""
+    reference = model.hazard.survival_curves(keys)
+    hazard = pickle.loads(pickle.dumps(model)).hazard
+    hazard.cache_size = max(2, len(keys) // 4)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            start.wait()
+            for _ in range(30):
+                chosen = rng.choice(len(keys), size=min(len(keys), 12), replace=False)
+                np.testing.assert_array_equal(
+                    hazard.survival_curves(keys[chosen]), reference[chosen]
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_no_keys_give_no_curves(model: AdvisorModel) -> None:
+    curves = model.hazard.survival_curves(np.zeros(0, dtype=np.int64))
+    assert curves.shape == (0, model.hazard.horizon_days)

@@ -23,10 +23,14 @@ from model.errors import SchemaError
 __all__ = [
     "HISTORY_COLUMNS",
     "HISTORY_REQUIRED",
+    "MAX_DATE",
+    "MIN_DATE",
     "OPEN_ORDER_COLUMNS",
     "OPEN_ORDER_REQUIRED",
     "REJECT_COLUMNS",
     "Validated",
+    "check_as_of",
+    "date_range_text",
     "iso_country_codes",
     "validate_history",
     "validate_open_orders",
@@ -69,6 +73,23 @@ OPEN_ORDER_COLUMNS: tuple[str, ...] = (
 REJECT_COLUMNS: tuple[str, ...] = ("line", "order_id", "column", "reason")
 UNKNOWN_METHOD = "unknown"
 FIRST_DATA_LINE = 2  # line 1 of a CSV file is its header
+
+# Dates outside this range are refused everywhere (files, HTTP, --as-of): the scoring arrays
+# hold nanosecond timestamps, which end in 2262, and a deadline plus extensions must stay
+# representable; no shipment of this business predates 1900.
+MIN_DATE = date(1900, 1, 1)
+MAX_DATE = date(2199, 12, 31)
+
+
+def date_range_text() -> str:
+    return f"the supported range {MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}"
+
+
+def check_as_of(as_of: date, name: str = "as_of") -> date:
+    """``as_of`` itself, or a one-line :class:`SchemaError` when it is out of range."""
+    if not MIN_DATE <= as_of <= MAX_DATE:
+        raise SchemaError(f"{name} {as_of.isoformat()} is out of {date_range_text()}")
+    return as_of
 
 
 @lru_cache(maxsize=1)
@@ -140,22 +161,34 @@ class _Column:
         """Each cell as ``'value'`` for error messages."""
         return "'" + self.text.fillna("").astype(str) + "'"
 
-    def dates(self) -> tuple[pd.Series, np.ndarray]:
-        """ISO 8601 dates/datetimes as UTC-naive midnight timestamps, and the unparsable mask.
+    def dates(self) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+        """ISO 8601 dates/datetimes as UTC-naive midnight timestamps (``datetime64[ns]``,
+        NaT where blank or refused), the unparsable mask, and the mask of real dates outside
+        ``MIN_DATE``..``MAX_DATE``.
 
         Time zones are honoured (converted to UTC) before the date is taken.
         """
         n = len(self.blank)
         if self.raw is None or self.blank.all():
-            return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]"), np.zeros(n, bool)
+            none = np.zeros(n, bool)
+            return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]"), none, none
         if pd.api.types.is_datetime64_any_dtype(self.raw):
             parsed = pd.to_datetime(self.raw, errors="coerce", utc=True)
         else:
             parsed = pd.to_datetime(
                 self.text.where(~self.blank), errors="coerce", utc=True, format="ISO8601"
             )
-        parsed = parsed.dt.tz_localize(None).dt.floor("D").astype("datetime64[ns]")
-        return parsed, np.asarray(parsed.isna(), dtype=bool) & ~self.blank
+        # pandas may parse to a unit coarser than ns that holds years past 2262: the range
+        # is checked before the conversion to ns, which would overflow.
+        parsed = parsed.dt.tz_localize(None).dt.floor("D")
+        unparsable = np.array(parsed.isna(), dtype=bool) & ~self.blank
+        low, high = pd.Timestamp(MIN_DATE), pd.Timestamp(MAX_DATE)
+        outside = np.array(parsed.notna() & ((parsed < low) | (parsed > high)), dtype=bool)
+        if unparsable.any():  # pandas of ns resolution: real dates it cannot hold
+            outside |= _iso_dates_mask(self.text, unparsable)
+            unparsable &= ~outside
+        parsed = parsed.where(~outside).astype("datetime64[ns]")
+        return parsed, unparsable, outside
 
     def numbers(self) -> tuple[pd.Series, np.ndarray]:
         """Floats, and the mask of present cells that are not finite numbers."""
@@ -165,6 +198,19 @@ class _Column:
         parsed = pd.to_numeric(self.text.where(~self.blank), errors="coerce").astype("float64")
         bad = np.asarray(parsed.isna(), dtype=bool) | ~np.isfinite(parsed.fillna(0.0))
         return parsed, bad & ~self.blank
+
+
+def _iso_dates_mask(text: pd.Series, candidates: np.ndarray) -> np.ndarray:
+    """Which ``candidates`` cells start with a valid ``YYYY-MM-DD`` date (few: a loop)."""
+    mask = np.zeros(len(text), dtype=bool)
+    for position in np.flatnonzero(candidates):
+        value = str(text.iloc[position]).strip()
+        try:
+            date.fromisoformat(value[:10])
+        except ValueError:
+            continue
+        mask[position] = len(value) == 10 or value[10] in "T "
+    return mask
 
 
 def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
@@ -230,10 +276,11 @@ def _validate(
     if open_orders:
         date_columns.append("dispute_opened_at")
     for col in date_columns:
-        parsed, bad = cells[col].dates()
+        parsed, unparsable, outside = cells[col].dates()
         if col in required:
             errors.add(cells[col].blank, col, "missing required value")
-        errors.add(bad, col, cells[col].quoted() + " is not an ISO 8601 date")
+        errors.add(unparsable, col, cells[col].quoted() + " is not an ISO 8601 date")
+        errors.add(outside, col, cells[col].quoted() + f" is out of {date_range_text()}")
         out[col] = parsed
 
     shipped, deadline = out["shipped_at"], out["deadline"]
@@ -313,6 +360,8 @@ def validate_open_orders(
     lines: Sequence[int] | np.ndarray | None = None,
 ) -> Validated:
     """Validate an open-orders frame; with ``as_of``, orders shipped after it are rejected."""
+    if as_of is not None:
+        check_as_of(as_of)
     return _validate(
         frame,
         columns=OPEN_ORDER_COLUMNS,

@@ -74,7 +74,10 @@ def model_dir_or_default(model: Path | None) -> Path:
 
 
 def as_date(value: datetime | None) -> date | None:
-    return value.date() if value is not None else None
+    """The ``--as-of`` date, checked against the supported date range."""
+    from model.schema import check_as_of
+
+    return check_as_of(value.date(), "--as-of") if value is not None else None
 
 
 def today_utc() -> date:
@@ -365,6 +368,7 @@ def score(
 
     if scheduler is not None and engine is not Engine.dask:
         raise AdvisorError("--scheduler needs --engine dask")
+    decision_date = as_date(as_of) or today_utc()  # flags first: loading a model takes time
     settings = get_settings()
     fitted, _ = load_model(model_dir_or_default(model))
     rules = load_policy(policy or settings.policy_file)
@@ -373,7 +377,7 @@ def score(
         out_path,
         model=fitted,
         policy=rules,
-        as_of=as_date(as_of) or today_utc(),
+        as_of=decision_date,
         rejects=rejects,
         chunk_rows=chunk_rows,
     )

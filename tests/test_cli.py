@@ -160,3 +160,12 @@ def test_missing_model_is_one_line_and_exit_1(orders_csv: Path, tmp_path: Path) 
         env={"ADVISOR_MODEL_DIR": str(tmp_path / "absent")},
     )  # fmt: skip
     assert_one_line_error(result, f"error: no model in {tmp_path / 'absent'}")
+
+
+def test_as_of_out_of_range_is_one_line_and_exit_1(orders_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scored.csv"
+    result = invoke("score", str(orders_csv), "--out", str(out), "--as-of", "2300-01-01")
+    assert_one_line_error(
+        result, "error: --as-of 2300-01-01 is out of the supported range 1900-01-01 to 2199-12-31"
+    )
+    assert not out.exists()

@@ -66,6 +66,27 @@ BAD_ORDERS: list[tuple[dict[str, str], str, str]] = [
         "dispute_opened_at before shipped_at",
     ),
     (order("B17", declared_value_usd="-3"), "declared_value_usd", "negative value"),
+    # Real dates outside 1900..2199, inside and beyond pandas' nanosecond range (2262).
+    (
+        order("B18", shipped_at="1899-12-31"),
+        "shipped_at",
+        "'1899-12-31' is out of the supported range 1900-01-01 to 2199-12-31",
+    ),
+    (
+        order("B19", deadline="2200-01-01"),
+        "deadline",
+        "'2200-01-01' is out of the supported range 1900-01-01 to 2199-12-31",
+    ),
+    (
+        order("B20", deadline="2300-01-01T10:00:00"),
+        "deadline",
+        "'2300-01-01T10:00:00' is out of the supported range 1900-01-01 to 2199-12-31",
+    ),
+    (
+        order("B21", delivered_at="1600-03-01"),
+        "delivered_at",
+        "'1600-03-01' is out of the supported range 1900-01-01 to 2199-12-31",
+    ),
 ]
 OPEN_COLUMNS = [
     "order_id",
@@ -199,3 +220,12 @@ def test_generated_typed_history_is_all_valid(small_history: pd.DataFrame) -> No
     assert result.rejects.empty
     assert len(result.valid) == len(small_history)
     assert result.valid["shipped_at"].dtype == "datetime64[ns]"
+
+
+def test_as_of_outside_the_date_range_is_refused_whole() -> None:
+    frame = csv_frame([order("A1")], OPEN_COLUMNS)
+    with pytest.raises(SchemaError) as caught:
+        validate_open_orders(frame, as_of=date(2262, 5, 1))
+    assert str(caught.value) == (
+        "as_of 2262-05-01 is out of the supported range 1900-01-01 to 2199-12-31"
+    )

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from model.schema import iso_country_codes
+from model.schema import MAX_DATE, MIN_DATE, iso_country_codes
 
 __all__ = [
     "MAX_DATE",
@@ -49,10 +49,6 @@ __all__ = [
     "today_utc",
 ]
 
-# Dates outside this range are refused: the scoring frames hold nanosecond timestamps, and
-# a deadline plus extensions must stay representable.
-MIN_DATE = date(1900, 1, 1)
-MAX_DATE = date(2199, 12, 31)
 MAX_TEXT = 200  # characters of an id, method or region
 MAX_EXTENSIONS = 10_000
 

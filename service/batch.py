@@ -343,6 +343,8 @@ class BatchSummary:
     rejects_by_column: Counter[str] = field(default_factory=Counter)
     wall_seconds: float = 0.0
     workers: int = 0
+    # Seconds from the start at which each phase of a Dask run ended (for benchmarks).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def input_rows(self) -> int:

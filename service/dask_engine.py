@@ -7,14 +7,15 @@ raw partitions as the local engine (:func:`service.batch_io.parse_csv_chunk`,
 ``map_partitions`` calling :func:`service.batch.score_partition`. Results are therefore
 identical to the local engine's: same rows, same values, same order.
 
-Two passes over the partitions:
-
-1. each partition returns the hashes and lines of its order_ids; the client finds, in
-   partition order, the ids already seen in an earlier partition (the duplicate rule);
-2. each partition is scored and written by its worker to ``part.NNNNN.parquet`` files in
-   hidden temporary directories beside OUTPUT; the client then renames the directory to
-   OUTPUT (directory output) or concatenates the parts in order into OUTPUT (file output),
-   and the reject parts into the rejects file.
+One pass over the partitions in the common case: each partition is scored and written by its
+worker to ``part.NNNNN.parquet`` files in hidden temporary directories beside OUTPUT, knowing
+only the duplicates inside the partition, and returns its counts with the hashes and lines of
+its order_ids. The client takes the partitions in order as they finish and finds the ids an
+earlier partition already holds (the duplicate rule of the local engine); only a partition
+holding such an id is read and scored again, with those lines, overwriting its part files.
+The client appends each finished partition's parts, in order, to OUTPUT (file output) and to
+the rejects file while later partitions are still being scored, or renames the directory of
+parts to OUTPUT (directory output).
 
 Workers must see INPUT and OUTPUT's directory at the same paths as the client (a shared
 file system); see ``service/BATCH_README_SECTION.md``.
@@ -27,7 +28,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,7 @@ def _raw_meta(columns: list[str]) -> pd.DataFrame:
 
 # -- worker-side functions (module level: pickled by reference) ------------------------
 def partition_ids(raw: pd.DataFrame) -> pd.DataFrame:
-    """Pass 1: hash and line of every order_id present in a parsed row, in row order."""
+    """Position, hash and line of every order_id present in a parsed row, in row order."""
     hashes, present = order_id_hashes(raw["order_id"])
     present = present & raw[PROBLEM_COLUMN].isna().to_numpy(dtype=bool)
     return pd.DataFrame(
@@ -148,34 +149,22 @@ def partition_ids(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-_IDS_META = pd.DataFrame(
-    {
-        "position": pd.Series(dtype=np.int64),
-        "hash": pd.Series(dtype=np.uint64),
-        "line": pd.Series(dtype=np.int64),
-    }
-)
-_COUNTS_META = pd.DataFrame(
-    {"partition": pd.Series(dtype=np.int64), "counts": pd.Series(dtype=object)}
-)
-
-
 def score_and_write(
     raw: pd.DataFrame,
     model: AdvisorModel,
     policy: PolicyConfig,
     as_of: Any,
-    earlier: dict[int, tuple[np.ndarray, np.ndarray]],
     scored_dir: str,
     rejects_dir: str,
-    partition_info: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Pass 2: score one partition with :func:`score_partition`, write its two part files,
-    return its counts (one row)."""
-    number = int(partition_info["number"]) if partition_info else 0
+    number: int,
+    earlier: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Score partition ``number`` with :func:`score_partition`, ``earlier`` = (positions,
+    first lines) of its rows whose order_id an earlier partition holds; write its two part
+    files (replacing any from a previous attempt) and return its counts."""
     first = np.full(len(raw), -1, dtype=np.int64)
-    if number in earlier:
-        positions, lines = earlier[number]
+    if earlier is not None:
+        positions, lines = earlier
         first[positions] = lines
     result = score_partition(raw, model, policy, as_of, first)
     name = f"part.{number:05d}.parquet"
@@ -187,7 +176,47 @@ def score_and_write(
         pa.Table.from_pandas(result.rejects, schema=REJECTS_SCHEMA, preserve_index=False),
         os.path.join(rejects_dir, name),
     )
-    return pd.DataFrame({"partition": [number], "counts": [partition_counts(result)]})
+    return partition_counts(result)
+
+
+def score_first(
+    raw: pd.DataFrame,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: Any,
+    scored_dir: str,
+    rejects_dir: str,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The one pass: score and write a partition as if no earlier partition held its ids;
+    return (one row) its number, counts and order_ids (:func:`partition_ids`)."""
+    number = int(partition_info["number"]) if partition_info else 0
+    counts = score_and_write(raw, model, policy, as_of, scored_dir, rejects_dir, number)
+    return pd.DataFrame({"partition": [number], "counts": [counts], "ids": [partition_ids(raw)]})
+
+
+def rescore_piece(
+    piece: Piece,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: Any,
+    scored_dir: str,
+    rejects_dir: str,
+    number: int,
+    earlier: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Read piece ``number`` again and score it knowing its ids seen in earlier partitions."""
+    raw = load_piece(piece)
+    return score_and_write(raw, model, policy, as_of, scored_dir, rejects_dir, number, earlier)
+
+
+_FIRST_META = pd.DataFrame(
+    {
+        "partition": pd.Series(dtype=np.int64),
+        "counts": pd.Series(dtype=object),
+        "ids": pd.Series(dtype=object),
+    }
+)
 
 
 # -- client side ---------------------------------------------------------------------------
@@ -218,26 +247,67 @@ def cluster_client(scheduler: str | None, n_workers: int | None = None) -> Itera
         yield client
 
 
+class EarlierIds:
+    """The ids of each partition that an earlier partition holds, found in partition order
+    (as the local engine does chunk by chunk) while partitions arrive in any order."""
+
+    def __init__(self) -> None:
+        self._seen = SeenIds()
+        self._waiting: dict[int, pd.DataFrame] = {}
+        self.next = 0  # partitions before this one are done
+
+    def add(
+        self, number: int, ids: pd.DataFrame
+    ) -> list[tuple[int, tuple[np.ndarray, np.ndarray] | None]]:
+        """Take the ids of partition ``number``; return, for each partition now in order,
+        the positions and first lines of its rows seen earlier (None when there are none)."""
+        self._waiting[number] = ids
+        ready: list[tuple[int, tuple[np.ndarray, np.ndarray] | None]] = []
+        while self.next in self._waiting:
+            ids = self._waiting.pop(self.next)
+            hashes = ids["hash"].to_numpy(dtype=np.uint64)
+            lines = ids["line"].to_numpy(dtype=np.int64)
+            first = self._seen.first_lines(hashes)
+            hit = first >= 0
+            earlier = None
+            if hit.any():
+                earlier = (ids["position"].to_numpy(dtype=np.int64)[hit], first[hit])
+            self._seen.add(hashes[~hit], lines[~hit])
+            ready.append((self.next, earlier))
+            self.next += 1
+        return ready
+
+
 def _earlier_by_partition(
     id_frames: list[pd.DataFrame],
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per partition: positions and first lines of rows whose id an earlier partition holds."""
-    seen = SeenIds()
+    found = EarlierIds()
     earlier: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for number, ids in enumerate(id_frames):
-        hashes = ids["hash"].to_numpy(dtype=np.uint64)
-        lines = ids["line"].to_numpy(dtype=np.int64)
-        first = seen.first_lines(hashes)
-        hit = first >= 0
-        if hit.any():
-            earlier[number] = (ids["position"].to_numpy(dtype=np.int64)[hit], first[hit])
-        seen.add(hashes[~hit], lines[~hit])
+        for done, hits in found.add(number, ids):
+            if hits is not None:
+                earlier[done] = hits
     return earlier
 
 
-def _concatenate(parts_dir: Path, count: int, sink: TableSink) -> None:
-    for number in range(count):
-        sink.write_table(pq.read_table(parts_dir / f"part.{number:05d}.parquet"))
+class PartsInOrder:
+    """Appends each partition's part files to their sinks, in partition order, as soon as the
+    partition and all before it are final (while later ones are still being scored)."""
+
+    def __init__(self, sinks: list[tuple[Path, TableSink]]) -> None:
+        self._sinks = sinks  # (directory of parts, sink)
+        self._final: set[int] = set()
+        self.written = 0
+
+    def final(self, number: int) -> None:
+        self._final.add(number)
+        while self.written in self._final:
+            name = f"part.{self.written:05d}.parquet"
+            for directory, sink in self._sinks:
+                sink.write_table(pq.read_table(directory / name))
+            self._final.discard(self.written)
+            self.written += 1
 
 
 def _replace_directory(source: Path, target: Path) -> None:
@@ -259,51 +329,56 @@ def _score_on_cluster(
     client: Any,
     scored_dir: Path,
     rejects_dir: Path,
-    on_progress: Any,
-) -> dict[int, dict[str, Any]]:
-    """Both passes on the cluster; returns the counts of each partition by number."""
+    on_final: Callable[[int, dict[str, Any]], None],
+    phases: dict[str, float],
+    started: float,
+) -> None:
+    """Score every partition once (one graph: each piece is read once), then again only those
+    holding an id of an earlier partition; ``on_final(number, counts)`` as each is final."""
     import dask.dataframe as dd
     from distributed import as_completed
 
-    raw = dd.from_map(load_piece, pieces, meta=_raw_meta(columns), enforce_metadata=False)
-    id_futures = client.compute(raw.map_partitions(partition_ids, meta=_IDS_META).to_delayed())
-    for _ in as_completed(id_futures):
-        on_progress(0)
-    earlier = _earlier_by_partition(client.gather(id_futures))
     model = client.scatter(job.model, broadcast=True, hash=False)
-    counted = raw.map_partitions(
-        score_and_write,
-        model,
-        job.policy,
-        job.as_of,
-        earlier,
-        str(scored_dir),
-        str(rejects_dir),
-        meta=_COUNTS_META,
-        enforce_metadata=False,
-    )
-    done: dict[int, dict[str, Any]] = {}
-    for future in as_completed(client.compute(counted.to_delayed())):
+    phases["scatter"] = time.perf_counter() - started
+    args = (model, job.policy, job.as_of, str(scored_dir), str(rejects_dir))
+    raw = dd.from_map(load_piece, pieces, meta=_raw_meta(columns), enforce_metadata=False)
+    first = raw.map_partitions(score_first, *args, meta=_FIRST_META, enforce_metadata=False)
+    running = as_completed(client.compute(first.to_delayed()))
+    earlier_ids = EarlierIds()
+    first_counts: dict[int, dict[str, Any]] = {}  # scored once, not yet in order
+    again: dict[str, int] = {}  # key of a second scoring -> its partition
+    for future in running:
+        if future.key in again:
+            on_final(again.pop(future.key), future.result())
+            continue
         row = future.result()
-        counts = row["counts"].iloc[0]
-        done[int(row["partition"].iloc[0])] = counts
-        on_progress(counts["scored"] + counts["rejected"])
-    return done
+        number = int(row["partition"].iloc[0])
+        first_counts[number] = row["counts"].iloc[0]
+        for ready, earlier in earlier_ids.add(number, row["ids"].iloc[0]):
+            counts = first_counts.pop(ready)
+            if earlier is None:
+                on_final(ready, counts)
+                continue
+            rescore = client.submit(
+                rescore_piece, pieces[ready], *args, ready, earlier, pure=False, priority=1
+            )
+            again[rescore.key] = ready
+            running.add(rescore)
+        if earlier_ids.next == len(pieces):
+            phases.setdefault("first_pass", time.perf_counter() - started)
 
 
-def _empty_parts(scored_dir: Path, rejects_dir: Path) -> dict[int, dict[str, Any]]:
+def _empty_parts(scored_dir: Path, rejects_dir: Path) -> dict[str, Any]:
     """A header without rows: one empty part of each kind, no cluster needed."""
     pq.write_table(SCORED_SCHEMA.empty_table(), scored_dir / "part.00000.parquet")
     pq.write_table(REJECTS_SCHEMA.empty_table(), rejects_dir / "part.00000.parquet")
     return {
-        0: {
-            "scored": 0,
-            "rejected": 0,
-            "blank_lines": 0,
-            "by_action": Counter(),
-            "by_destination": Counter(),
-            "rejects_by_column": Counter(),
-        }
+        "scored": 0,
+        "rejected": 0,
+        "blank_lines": 0,
+        "by_action": Counter(),
+        "by_destination": Counter(),
+        "rejects_by_column": Counter(),
     }
 
 
@@ -324,36 +399,48 @@ def run_dask(
     scored_dir = temp_path_for(job.output, "parts")
     rejects_dir = temp_path_for(job.output, "rejects-parts")
     sinks: list[TableSink] = []
+    phases = summary.phases
     with terminate_as_interrupt(), progress_bar(console) as progress:
-        task = progress.add_task("score", total=2 * len(pieces) or None, rows=0, rate=0.0)
-        rows_done = 0
+        task = progress.add_task("score", total=len(pieces) or None, rows=0, rate=0.0)
+        counts_by_number: dict[int, dict[str, Any]] = {}
 
-        def on_progress(rows: int) -> None:
-            nonlocal rows_done
-            rows_done += rows
-            rate = rows_done / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rows=rows_done, rate=rate)
+        def on_final(number: int, counts: dict[str, Any]) -> None:
+            counts_by_number[number] = counts
+            parts.final(number)
+            rows = sum(c["scored"] + c["rejected"] for c in counts_by_number.values())
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rows=rows, rate=rate)
 
         try:
             scored_dir.mkdir()
             rejects_dir.mkdir()
+            sinks.append(TableSink(job.rejects, REJECTS_SCHEMA))
+            in_order = [(rejects_dir, sinks[0])]
+            if out_kind != "parquet-dir":
+                sinks.append(TableSink(job.output, SCORED_SCHEMA, free_text=("order_id",)))
+                in_order.append((scored_dir, sinks[1]))
+            parts = PartsInOrder(in_order)
+            phases["plan"] = time.perf_counter() - started
             if pieces:
                 with cluster_client(scheduler, n_workers) as client:
+                    phases["cluster"] = time.perf_counter() - started
                     summary.workers = len(client.scheduler_info()["workers"])
-                    done = _score_on_cluster(
-                        job, pieces, columns, client, scored_dir, rejects_dir, on_progress
+                    _score_on_cluster(
+                        job,
+                        pieces,
+                        columns,
+                        client,
+                        scored_dir,
+                        rejects_dir,
+                        on_final,
+                        phases,
+                        started,
                     )
+                    phases["scored"] = time.perf_counter() - started
             else:
-                done = _empty_parts(scored_dir, rejects_dir)
-            for number in sorted(done):
-                summary.add_counts(**done[number])
-            rejects_sink = TableSink(job.rejects, REJECTS_SCHEMA)
-            sinks.append(rejects_sink)
-            _concatenate(rejects_dir, len(done), rejects_sink)
-            if out_kind != "parquet-dir":
-                sink = TableSink(job.output, SCORED_SCHEMA, free_text=("order_id",))
-                sinks.append(sink)
-                _concatenate(scored_dir, len(done), sink)
+                on_final(0, _empty_parts(scored_dir, rejects_dir))
+            for number in sorted(counts_by_number):
+                summary.add_counts(**counts_by_number[number])
             for sink in sinks:
                 sink.commit()
             if out_kind == "parquet-dir":
@@ -366,4 +453,5 @@ def run_dask(
             shutil.rmtree(scored_dir, ignore_errors=True)
             shutil.rmtree(rejects_dir, ignore_errors=True)
     summary.wall_seconds = time.perf_counter() - started
+    phases["done"] = summary.wall_seconds
     return summary

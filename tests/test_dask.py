@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster, get_task_stream
 from test_batch import EXPECTED_REJECTS, MIXED, read_rejects, write_csv
 from typer.testing import CliRunner
 
@@ -202,3 +202,63 @@ def test_unreachable_scheduler_is_a_one_line_error(
     assert result.exit_code == 1
     assert "cannot reach Dask scheduler tcp://127.0.0.1:9" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.parquet"]
+
+
+def test_duplicates_across_partitions_are_scored_again_and_match_local(
+    tmp_path: Path,
+    cluster: LocalCluster,
+    small_model: AdvisorModel,
+    open_orders: pd.DataFrame,
+) -> None:
+    """Partitions of 50 rows: ids repeated in later partitions, of a rejected row, twice in one
+    later partition, of an unparsable line; only partitions holding such an id are scored
+    again, and the files are the local engine's byte for byte."""
+    frame = open_orders.copy()
+    frame["destination_country"] = frame["destination_country"].astype(object)
+    frame.loc[77, "destination_country"] = "QQ"  # rejected (line 79) ...
+    frame.loc[260, "order_id"] = frame.loc[77, "order_id"]  # ... and its id again in 250-299
+    frame.loc[120, "order_id"] = frame.loc[10, "order_id"]  # twice in partition 100-149:
+    frame.loc[130, "order_id"] = frame.loc[10, "order_id"]  # both cite line 12
+    frame.loc[310, "order_id"] = "BROKEN-1"  # the id of an unparsable line (line 42) ...
+    lines = frame.to_csv(index=False).splitlines()
+    lines[41] = "BROKEN-1,DE,aliexpress_standard"  # ... wrong field count: not a first sighting
+    source = tmp_path / "orders.csv"
+    source.write_text("\n".join(lines) + "\n")
+
+    # Same partitions as the local engine's chunks: CSV quoting is chosen per written chunk.
+    local = run_local(job(source, tmp_path / "local.csv", small_model, 50))
+    with Client(cluster) as client, get_task_stream(client) as stream:
+        remote = run_dask(
+            job(source, tmp_path / "dask.csv", small_model, 50),
+            scheduler=cluster.scheduler_address,
+        )
+    assert remote.chunks == 8
+    rescored = [t for t in stream.data if str(t["key"]).startswith("rescore_piece")]
+    assert len(rescored) == 2  # partitions 100-149 and 250-299 only
+    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert (tmp_path / "dask.rejects.csv").read_bytes() == (
+        tmp_path / "local.rejects.csv"
+    ).read_bytes()
+    rejects = read_rejects(tmp_path / "dask.rejects.csv")
+    duplicate_of = open_orders.loc[10, "order_id"]
+    assert rejects == [
+        (42, "BROKEN-1", "(unparsable)", "expected 11 fields, found 3"),
+        (
+            79,
+            open_orders.loc[77, "order_id"],
+            "destination_country",
+            "'QQ' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (122, duplicate_of, "order_id", "duplicate order_id (first seen on line 12)"),
+        (132, duplicate_of, "order_id", "duplicate order_id (first seen on line 12)"),
+        (
+            262,
+            open_orders.loc[77, "order_id"],
+            "order_id",
+            "duplicate order_id (first seen on line 79)",
+        ),
+    ]
+    scored_ids = set(pd.read_csv(tmp_path / "dask.csv", dtype=str)["order_id"])
+    assert "BROKEN-1" in scored_ids  # line 312: the unparsable line 42 did not count
+    assert (remote.scored, remote.rejected) == (local.scored, local.rejected) == (395, 5)
+    assert remote.by_destination == local.by_destination

@@ -128,41 +128,25 @@ def train(
     model: ModelDir = None,
 ) -> None:
     """Fit the late-arrival model, calibrate it on a time-based holdout, save the artifact."""
-    from model.artifact import save_model
-    from model.train import train_model
-    from service.history import latest_date, load_history
+    from service.history import train_and_save
 
-    settings = get_settings()
     directory = model_dir_or_default(model)
-    with console.status("reading history"):
-        loaded = load_history(history, settings)
+    trained = train_and_save(
+        history, directory, get_settings(), as_of=as_date(as_of), status=console.status
+    )
+    loaded, fitted, manifest = trained.history, trained.fitted, trained.manifest
     if loaded.generated_now:
         console.print(f"generated the default history at {loaded.path}")
-    valid = loaded.validated.valid
     print_rejects_summary(loaded.validated.rejects, "history rows")
-    if valid.empty:
-        raise AdvisorError(f"{loaded.path}: no valid shipment rows to train on")
-    cutoff = as_date(as_of) or latest_date(valid)
-    with console.status(f"training on {len(valid):,} shipments as of {cutoff}"):
-        fitted = train_model(valid, cutoff)
-    manifest = save_model(
-        fitted,
-        directory,
-        data_sha256=loaded.sha256,
-        data_source=str(loaded.path),
-        rows_rejected=len(loaded.validated.rejects),
-    )
-    if len(loaded.validated.rejects):
-        rejects_path = directory / "history_rejects.csv"
-        loaded.validated.rejects.to_csv(rejects_path, index=False)
-        console.print(f"rejected rows written to {rejects_path}")
+    if trained.rejects_path is not None:
+        console.print(f"rejected rows written to {trained.rejects_path}")
     summary = Table(title=f"model {manifest['model_version']} saved to {directory}")
     summary.add_column("measure")
     summary.add_column("value", justify="right")
     holdout = manifest["metrics"]
     summary.add_row("shipments used", f"{fitted.training['rows_used']:,}")
     summary.add_row("rows rejected", f"{len(loaded.validated.rejects):,}")
-    summary.add_row("as of", str(cutoff))
+    summary.add_row("as of", str(trained.cutoff))
     summary.add_row("holdout decisions (test half)", str(holdout.get("test_decisions", 0)))
     for name in ("p_late_raw", "p_late", "p_late_after_extension"):
         metrics = holdout.get(name) or {}

@@ -1,19 +1,32 @@
-"""Loading shipment history for training: a given file, or the default generated one."""
+"""Shipment history for training (a given file, or the default generated one), and the
+train-and-save step that `train` and `serve` (with no model yet) share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from model.artifact import file_sha256
+from model.errors import AdvisorError
+from model.predictor import AdvisorModel
 from model.schema import Validated, validate_history
 from service.settings import Settings
 from service.tables import read_table
 
-__all__ = ["LoadedHistory", "default_history_path", "latest_date", "load_history"]
+__all__ = [
+    "LoadedHistory",
+    "TrainedModel",
+    "default_history_path",
+    "latest_date",
+    "load_history",
+    "train_and_save",
+]
 
 
 @dataclass(frozen=True)
@@ -58,3 +71,56 @@ def latest_date(history: pd.DataFrame) -> date:
     """The history's cut-off by default: its latest shipment or delivery date."""
     latest = max(history["shipped_at"].max(), history["delivered_at"].max(skipna=True))
     return pd.Timestamp(latest).date()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    fitted: AdvisorModel
+    manifest: dict[str, Any]
+    history: LoadedHistory
+    cutoff: date
+    rejects_path: Path | None  # the history rows left out, when there were any
+
+
+def train_and_save(
+    history_path: Path | None,
+    directory: Path,
+    settings: Settings,
+    *,
+    as_of: date | None = None,
+    status: Callable[[str], AbstractContextManager[Any]] | None = None,
+) -> TrainedModel:
+    """Read and validate history, train as of ``as_of`` (default: its latest date), save
+    the artifact into ``directory`` with the rejected history rows beside it.
+
+    ``status(text)`` (e.g. a rich console's) shows each slow step while it runs.
+    """
+    from contextlib import nullcontext
+
+    from model.artifact import save_model
+    from model.train import train_model
+
+    def step(text: str) -> AbstractContextManager[Any]:
+        return status(text) if status is not None else nullcontext()
+
+    with step("reading history"):
+        loaded = load_history(history_path, settings)
+    valid = loaded.validated.valid
+    if valid.empty:
+        raise AdvisorError(f"{loaded.path}: no valid shipment rows to train on")
+    cutoff = as_of or latest_date(valid)
+    with step(f"training on {len(valid):,} shipments as of {cutoff}"):
+        fitted = train_model(valid, cutoff)
+    rejects = loaded.validated.rejects
+    manifest = save_model(
+        fitted,
+        directory,
+        data_sha256=loaded.sha256,
+        data_source=str(loaded.path),
+        rows_rejected=len(rejects),
+    )
+    rejects_path = None
+    if len(rejects):
+        rejects_path = directory / "history_rejects.csv"
+        rejects.to_csv(rejects_path, index=False)
+    return TrainedModel(fitted, manifest, loaded, cutoff, rejects_path)

@@ -19,10 +19,9 @@ __all__ = ["ensure_model", "serve_command"]
 
 def ensure_model(directory: Path, settings: Any, console: Any) -> None:
     """Train and save the default model into ``directory`` unless one is there already."""
-    from model.artifact import read_manifest, save_model
-    from model.errors import AdvisorError, ModelNotFoundError
-    from model.train import train_model
-    from service.history import latest_date, load_history
+    from model.artifact import read_manifest
+    from model.errors import ModelNotFoundError
+    from service.history import train_and_save
 
     try:
         read_manifest(directory)
@@ -35,23 +34,9 @@ def ensure_model(directory: Path, settings: Any, console: Any) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    with console.status("reading the bundled history"):
-        history = load_history(None, settings)
-    valid = history.validated.valid
-    if valid.empty:
-        raise AdvisorError(f"{history.path}: no valid shipment rows to train on")
-    cutoff = latest_date(valid)
-    with console.status(f"training on {len(valid):,} shipments as of {cutoff}"):
-        fitted = train_model(valid, cutoff)
-    manifest = save_model(
-        fitted,
-        directory,
-        data_sha256=history.sha256,
-        data_source=str(history.path),
-        rows_rejected=len(history.validated.rejects),
-    )
+    trained = train_and_save(None, directory, settings, status=console.status)
     console.print(
-        f"trained model {manifest['model_version']} saved to {directory}",
+        f"trained model {trained.manifest['model_version']} saved to {directory}",
         highlight=False,
         soft_wrap=True,
     )

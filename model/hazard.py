@@ -260,7 +260,10 @@ class DiscreteTimeHazard(BaseEstimator):
         lock = self.__dict__.get("_lock")
         if lock is not None:
             with lock:  # another thread may be adding tables
-                state["_parts"] = dict(self._parts)
+                keys = list(self._parts)
+                rows = [self._parts[k] for k in keys]
+            # One array rather than thousands of small ones (one buffer for Dask to send).
+            state["_parts"] = (keys, np.stack(rows) if rows else None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -269,8 +272,9 @@ class DiscreteTimeHazard(BaseEstimator):
         self.__dict__.update(state)
         if "classifier_" in state:
             self._reset_cache()
-            if isinstance(parts, dict):
-                self._parts.update(parts)
+            if isinstance(parts, tuple) and parts[1] is not None:
+                keys, table = parts
+                self._parts.update(zip(keys, table, strict=True))
 
     def without_tables(self) -> DiscreteTimeHazard:
         """A shallow copy sharing the fitted estimator but with empty tables and curves (what

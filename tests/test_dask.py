@@ -13,6 +13,7 @@ from distributed import Client, LocalCluster, get_task_stream
 from test_batch import EXPECTED_REJECTS, MIXED, read_rejects, write_csv
 from typer.testing import CliRunner
 
+from model.artifact import load_model
 from model.predictor import AdvisorModel
 from service.batch import BatchJob, run_local
 from service.cli import app
@@ -262,3 +263,32 @@ def test_duplicates_across_partitions_are_scored_again_and_match_local(
     assert "BROKEN-1" in scored_ids  # line 312: the unparsable line 42 did not count
     assert (remote.scored, remote.rejected) == (local.scored, local.rejected) == (395, 5)
     assert remote.by_destination == local.by_destination
+
+
+def test_own_local_cluster_matches_local(
+    tmp_path: Path,
+    trained_model_dir: Path,
+    small_model: AdvisorModel,
+    open_orders: pd.DataFrame,
+) -> None:
+    """Without --scheduler: a local cluster of 2 processes started for the run, the model's
+    tables filled by the client while it starts and sent with the model."""
+    model, _ = load_model(trained_model_dir)  # a cold copy of its own
+    assert model.hazard.n_tables == 0
+    source = tmp_path / "orders.csv"
+    orders_with_duplicates(open_orders).to_csv(source, index=False)
+    run_local(job(source, tmp_path / "local.csv", small_model, 1000))
+    summary = run_dask(job(source, tmp_path / "dask.csv", model, 60), n_workers=2)
+    assert summary.workers == 2 and summary.chunks == 7
+    assert model.hazard.n_tables > 0
+    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert (tmp_path / "dask.rejects.csv").read_bytes() == (
+        tmp_path / "local.rejects.csv"
+    ).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dask.csv",
+        "dask.rejects.csv",
+        "local.csv",
+        "local.rejects.csv",
+        "orders.csv",
+    ]

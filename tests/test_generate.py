@@ -135,8 +135,8 @@ def test_censoring_at_as_of() -> None:
 def test_volume_peaks_after_singles_day() -> None:
     frame = generate_history(100_000, seed=3)
     per_day = frame["shipped_at"].value_counts().sort_index()
-    singles = per_day[pd.Timestamp("2025-11-13"):pd.Timestamp("2025-11-18")].mean()
-    october = per_day[pd.Timestamp("2025-10-06"):pd.Timestamp("2025-10-31")].mean()
+    singles = per_day[pd.Timestamp("2025-11-13") : pd.Timestamp("2025-11-18")].mean()
+    october = per_day[pd.Timestamp("2025-10-06") : pd.Timestamp("2025-10-31")].mean()
     assert singles > 1.8 * october
 
 
@@ -162,15 +162,18 @@ def test_true_survival_matches_sampling_overall(old_history: pd.DataFrame) -> No
 
 @pytest.mark.parametrize(
     ("country", "method"),
-    [("BR", "aliexpress_standard"), ("DE", "aliexpress_standard"), ("US", "epacket"),
-     ("MX", "cainiao_super_economy")],
+    [
+        ("BR", "aliexpress_standard"),
+        ("DE", "aliexpress_standard"),
+        ("US", "epacket"),
+        ("MX", "cainiao_super_economy"),
+    ],
 )
 def test_true_survival_matches_sampling_per_lane(
     old_history: pd.DataFrame, country: str, method: str
 ) -> None:
     lane = old_history[
-        (old_history["destination_country"] == country)
-        & (old_history["shipping_method"] == method)
+        (old_history["destination_country"] == country) & (old_history["shipping_method"] == method)
     ]
     assert len(lane) > 1_000
     t = _transit_days(lane)
@@ -351,8 +354,9 @@ def test_write_read_round_trip(tmp_path: Path, name: str, history: pd.DataFrame)
     if name.endswith(".parquet"):
         back = pd.read_parquet(path)
     else:
-        back = pd.read_csv(path, dtype={"destination_region": object}, keep_default_na=False,
-                           na_values=[""])
+        back = pd.read_csv(
+            path, dtype={"destination_region": object}, keep_default_na=False, na_values=[""]
+        )
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
         assert raw["shipped_at"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
         assert (raw.loc[frame["delivered_at"].isna().to_numpy(), "delivered_at"] == "").all()

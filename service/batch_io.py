@@ -671,7 +671,7 @@ class TableSink:
             self._stream.write((",".join(map(_csv_cell, table.column_names)) + "\n").encode())
             self._header_done = True
         try:
-            body = _csv_body(table, _quoting(table, self.free_text))
+            body = _csv_rows(table, self.free_text)
         except pa.ArrowInvalid:  # a value needs quotes after all
             body = _csv_body(table, "needed")
         self._stream.write(body)
@@ -709,14 +709,25 @@ def _csv_cell(text: str) -> str:
     return text
 
 
-def _quoting(table: pa.Table, columns: tuple[str, ...] | None) -> str:
-    """Quote string cells only where a value needs it (a comma, quote or line end)."""
+def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
+    """The CSV body of ``table``, each row's bytes depending on that row alone: a row holding
+    a string that needs quotes (a comma, quote or line end) has its string cells quoted, the
+    others are written bare. So the output does not depend on how rows are cut into chunks
+    (chunk size, engine)."""
+    needs = np.zeros(table.num_rows, dtype=bool)
     for name in columns if columns is not None else table.column_names:
         column = table.column(name)
-        textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-        if textual and pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py():
-            return "needed"
-    return "none"
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            hit = pc.fill_null(pc.match_substring_regex(column, '[,"\r\n]'), False)
+            needs |= hit.to_numpy(zero_copy_only=False)
+    if not needs.any():
+        return _csv_body(table, "none")
+    starts = [0, *(np.flatnonzero(np.diff(needs)) + 1).tolist()]
+    ends = [*starts[1:], table.num_rows]
+    return b"".join(
+        _csv_body(table.slice(start, end - start), "needed" if needs[start] else "none")
+        for start, end in zip(starts, ends, strict=True)
+    )
 
 
 def head_rows(path: Path, rows: int) -> pd.DataFrame:

@@ -52,6 +52,25 @@ def orders_with_duplicates(open_orders: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def assert_same_files_as_local(directory: Path) -> None:
+    """The Dask run's output and rejects files are the local run's, byte for byte."""
+    assert (directory / "dask.csv").read_bytes() == (directory / "local.csv").read_bytes()
+    assert (directory / "dask.rejects.csv").read_bytes() == (
+        directory / "local.rejects.csv"
+    ).read_bytes()
+
+
+def assert_nothing_else_written(directory: Path) -> None:
+    """No temporary parts or other files are left beside the outputs."""
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "dask.csv",
+        "dask.rejects.csv",
+        "local.csv",
+        "local.rejects.csv",
+        "orders.csv",
+    ]
+
+
 def test_dask_matches_local_on_csv(
     tmp_path: Path,
     cluster: LocalCluster,
@@ -65,9 +84,7 @@ def test_dask_matches_local_on_csv(
         job(source, tmp_path / "dask.csv", small_model, 60), scheduler=cluster.scheduler_address
     )
     assert remote.chunks == 7 and remote.workers == 2
-    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    rejects = (tmp_path / "dask.rejects.csv").read_bytes()
-    assert rejects == (tmp_path / "local.rejects.csv").read_bytes()
+    assert_same_files_as_local(tmp_path)
     assert read_rejects(tmp_path / "dask.rejects.csv") == [
         (
             79,
@@ -97,13 +114,7 @@ def test_dask_matches_local_on_csv(
     assert (remote.scored, remote.rejected) == (local.scored, local.rejected) == (396, 4)
     assert remote.by_action == local.by_action
     assert remote.by_destination == local.by_destination
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "dask.csv",
-        "dask.rejects.csv",
-        "local.csv",
-        "local.rejects.csv",
-        "orders.csv",
-    ]
+    assert_nothing_else_written(tmp_path)
 
 
 def test_dask_matches_local_on_messy_csv(
@@ -115,7 +126,7 @@ def test_dask_matches_local_on_messy_csv(
         job(source, tmp_path / "dask.csv", small_model, 2), scheduler=cluster.scheduler_address
     )
     assert read_rejects(tmp_path / "dask.rejects.csv") == EXPECTED_REJECTS
-    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert_same_files_as_local(tmp_path)
 
 
 def test_dask_parquet_directory_in_and_out(
@@ -236,10 +247,7 @@ def test_duplicates_across_partitions_are_scored_again_and_match_local(
     assert remote.chunks == 8
     rescored = [t for t in stream.data if str(t["key"]).startswith("rescore_piece")]
     assert len(rescored) == 2  # partitions 100-149 and 250-299 only
-    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    assert (tmp_path / "dask.rejects.csv").read_bytes() == (
-        tmp_path / "local.rejects.csv"
-    ).read_bytes()
+    assert_same_files_as_local(tmp_path)
     rejects = read_rejects(tmp_path / "dask.rejects.csv")
     duplicate_of = open_orders.loc[10, "order_id"]
     assert rejects == [
@@ -281,14 +289,5 @@ def test_own_local_cluster_matches_local(
     summary = run_dask(job(source, tmp_path / "dask.csv", model, 60), n_workers=2)
     assert summary.workers == 2 and summary.chunks == 7
     assert model.hazard.n_tables > 0
-    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    assert (tmp_path / "dask.rejects.csv").read_bytes() == (
-        tmp_path / "local.rejects.csv"
-    ).read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "dask.csv",
-        "dask.rejects.csv",
-        "local.csv",
-        "local.rejects.csv",
-        "orders.csv",
-    ]
+    assert_same_files_as_local(tmp_path)
+    assert_nothing_else_written(tmp_path)

@@ -4,7 +4,7 @@ train-and-save step that `train` and `serve` (with no model yet) share."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -95,8 +95,6 @@ def train_and_save(
 
     ``status(text)`` (e.g. a rich console's) shows each slow step while it runs.
     """
-    from contextlib import nullcontext
-
     from model.artifact import save_model
     from model.train import train_model
 

@@ -227,7 +227,7 @@ def dask_runs(rows: int, repeat: int = 3) -> list[dict[str, Any]]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            preload=["service.dask_engine"],
+            preload=["service.batch.dask_engine"],
         ) as cluster:
             results.append(
                 measure(
@@ -252,8 +252,8 @@ def dask_runs(rows: int, repeat: int = 3) -> list[dict[str, Any]]:
 def stages(rows: int, chunk_rows: int) -> dict[str, Any]:
     """Seconds per stage of the local engine, chunk by chunk, in this process."""
     from model.artifact import load_model
-    from service.batch import REJECTS_SCHEMA, SCORED_SCHEMA, SeenIds, one_openmp_thread
-    from service.batch_io import CsvSplitter, TableSink, csv_header
+    from service.batch.engine import REJECTS_SCHEMA, SCORED_SCHEMA, SeenIds, one_openmp_thread
+    from service.batch.files import CsvSplitter, TableSink, csv_header
 
     model, _ = load_model(model_dir())
     source = orders_file(rows, "csv")
@@ -293,8 +293,8 @@ def _stages_loop(
 ) -> None:
     """The local engine's steps one after the other, each timed into ``clock``."""
     from model.schema import validate_open_orders
-    from service.batch import PartitionResult, partition_counts
-    from service.batch_io import parse_csv_chunk
+    from service.batch.engine import PartitionResult, partition_counts
+    from service.batch.files import parse_csv_chunk
     from service.policy import PolicyConfig
     from service.scoring import score_frame
 

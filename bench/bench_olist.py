@@ -25,11 +25,11 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from data.importers import import_olist, read_csv_text
 from model.backtest import decision_samples
 from model.km import LaneKaplanMeier
 from model.train import TrainingConfig, train_model
 from service.history import latest_date
-from service.importers import import_olist, read_csv_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ORDERS = REPO.parent / "shared" / "realdata" / "olist_orders_sample.csv"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from data.tables import read_table
 from model.artifact import file_sha256
 from model.errors import AdvisorError
 from model.predictor import AdvisorModel
 from model.schema import Validated, validate_history
 from service.settings import Settings
-from service.tables import read_table
 
 __all__ = [
     "LoadedHistory",

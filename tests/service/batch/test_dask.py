@@ -10,15 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
-from test_batch import EXPECTED_REJECTS, MIXED, read_rejects, write_csv
 from typer.testing import CliRunner
 
 from model.artifact import load_model
 from model.predictor import AdvisorModel
-from service.batch import BatchJob, run_local
+from service.batch.dask_engine import run_dask
+from service.batch.engine import BatchJob, run_local
 from service.cli import app
-from service.dask_engine import run_dask
 from service.policy import PolicyConfig
+from tests.service.batch.test_batch import EXPECTED_REJECTS, MIXED, read_rejects, write_csv
 
 AS_OF = date(2026, 11, 1)
 

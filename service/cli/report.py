@@ -1,4 +1,4 @@
-"""``window-advisor report``: the self-contained HTML report (see :mod:`service.report`)."""
+"""``window-advisor report``: the self-contained HTML report (:mod:`service.evaluation.report`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.import_cli import friendly_errors
+from service.cli.common import console, friendly_errors, out, print_rejects_summary
 
 
 @friendly_errors
@@ -41,10 +41,9 @@ def report_command(
     from model.artifact import load_model
     from model.errors import AdvisorError, ModelNotFoundError
     from model.train import TrainingConfig
-    from service.cli import console, out, print_rejects_summary
+    from service.evaluation.report import build_report, render_report
     from service.history import latest_date, load_history
     from service.policy import load_policy
-    from service.report import build_report, render_report
     from service.settings import get_settings
 
     settings = get_settings()

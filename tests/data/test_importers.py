@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from model.errors import SchemaError
-from model.schema import HISTORY_COLUMNS, validate_history
-from service.cli import app
-from service.importers import (
+from data.importers import (
     ColumnMapError,
     import_olist,
     import_seller_export,
     parse_column_map,
     read_csv_text,
 )
+from model.errors import SchemaError
+from model.schema import HISTORY_COLUMNS, validate_history
+from service.cli import app
 
 runner = CliRunner()
 

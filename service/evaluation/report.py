@@ -7,7 +7,7 @@ where the history has regions), late share by month, calibration of ``p_late``, 
 cost of the policy beside the usual rules, and the per-lane table.
 
 The figures and tables are pure functions of the validated history and of the backtest's
-JSON-able summary (:func:`service.evaluate.run_backtest`), so each can be tested alone.
+JSON-able summary (:func:`service.evaluation.backtest.run_backtest`), so each can be tested alone.
 """
 
 from __future__ import annotations
@@ -306,10 +306,10 @@ def backtest_for_report(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The backtest summary for the calibration and cost sections, or why there is none.
 
-    Uses :func:`service.evaluate.run_backtest` (the ``evaluate`` command's backtest), so the
+    Uses :func:`service.evaluation.backtest.run_backtest` (the ``evaluate`` backtest), so the
     report and ``evaluate`` always agree; adds ``per_lane`` (see :func:`per_lane_backtest`).
     """
-    from service.evaluate import run_backtest
+    from service.evaluation.backtest import run_backtest
 
     try:
         result = run_backtest(

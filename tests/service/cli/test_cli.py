@@ -14,7 +14,7 @@ from data.generate import DEFAULT_AS_OF as AS_OF
 from data.generate import generate_open_orders, write_generated
 from model.artifact import MODEL_FILE, read_manifest
 from service.cli import app
-from service.evaluate import STRATEGIES
+from service.evaluation.backtest import STRATEGIES
 from service.settings import get_settings
 
 HISTORY_ROWS = 8000

@@ -1,4 +1,4 @@
-"""``window-advisor``: one Typer command per stage (generate, train, evaluate, score, ...).
+"""The pipeline stages: ``generate``, ``train``, ``evaluate`` and ``score``.
 
 Every user error is an :class:`~model.errors.AdvisorError`; it is printed on one line to
 stderr and the command exits 1, never with a traceback.
@@ -6,96 +6,29 @@ stderr and the command exits 1, never with a traceback.
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
-from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from model.errors import AdvisorError
+from service.cli.common import (
+    AsOf,
+    HistoryPath,
+    ModelDir,
+    as_date,
+    console,
+    friendly_errors,
+    model_dir_or_default,
+    out,
+    print_rejects_summary,
+    today_utc,
+)
 from service.settings import get_settings
 
-app = typer.Typer(
-    name="window-advisor",
-    help="Delivery-window extension advisor: learn lane delays, advise extend/escalate.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console(stderr=True)
-# Tables keep their full width when piped to a file (rich would otherwise assume 80 columns).
-out = Console() if sys.stdout.isatty() else Console(width=120)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-AsOf = Annotated[
-    datetime | None,
-    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Cut-off / decision date (YYYY-MM-DD)."),
-]
-ModelDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--model", help="Model directory (default: $ADVISOR_MODEL_DIR, else ./artifacts/model)."
-    ),
-]
-HistoryPath = Annotated[
-    Path | None,
-    typer.Option(
-        "--history", help="History file (.csv, .csv.gz, .parquet); default: the bundled history."
-    ),
-]
-
-
-def friendly_errors(func: F) -> F:
-    """Turn :class:`AdvisorError` into a one-line message and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except AdvisorError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def model_dir_or_default(model: Path | None) -> Path:
-    return model if model is not None else get_settings().model_dir
-
-
-def as_date(value: datetime | None) -> date | None:
-    """The ``--as-of`` date, checked against the supported date range."""
-    from model.schema import check_as_of
-
-    return check_as_of(value.date(), "--as-of") if value is not None else None
-
-
-def today_utc() -> date:
-    return datetime.now(UTC).date()
-
-
-def print_rejects_summary(rejects: Any, what: str, limit: int = 10) -> None:
-    if len(rejects) == 0:
-        return
-    table = Table(title=f"{len(rejects)} {what} rejected (first {min(limit, len(rejects))})")
-    for column in ("line", "order_id", "column", "reason"):
-        table.add_column(column)
-    for row in rejects.head(limit).itertuples(index=False):
-        table.add_row(str(row.line), str(row.order_id), str(row.column), str(row.reason))
-    console.print(table)
-
-
-@app.command()
 @friendly_errors
 def generate(
     rows: Annotated[int, typer.Option("--rows", min=1, help="Shipments to generate.")],
@@ -105,7 +38,7 @@ def generate(
 ) -> None:
     """Generate a synthetic shipment history (deterministic for a seed)."""
     from data.generate import DEFAULT_AS_OF, generate_history, write_generated
-    from service.tables import table_format
+    from data.tables import table_format
 
     table_format(out_path)
     cutoff = as_date(as_of) or DEFAULT_AS_OF
@@ -120,7 +53,6 @@ def generate(
     )
 
 
-@app.command()
 @friendly_errors
 def train(
     history: HistoryPath = None,
@@ -158,7 +90,6 @@ def train(
     out.print(summary)
 
 
-@app.command()
 @friendly_errors
 def evaluate(
     history: HistoryPath = None,
@@ -176,7 +107,7 @@ def evaluate(
     from model.artifact import read_manifest
     from model.errors import ModelNotFoundError
     from model.train import TrainingConfig
-    from service.evaluate import plot_evaluation, run_backtest
+    from service.evaluation.backtest import plot_evaluation, run_backtest
     from service.history import latest_date, load_history
     from service.policy import load_policy
 
@@ -292,7 +223,6 @@ class Engine(StrEnum):
     dask = "dask"
 
 
-@app.command()
 @friendly_errors
 def score(
     input_path: Annotated[
@@ -347,7 +277,7 @@ def score(
 ) -> None:
     """Score open orders in bounded memory: every row is scored or rejected (with its line)."""
     from model.artifact import load_model
-    from service.batch import BatchJob, Terminated, print_summary, run_local
+    from service.batch.engine import BatchJob, Terminated, print_summary, run_local
     from service.policy import load_policy
 
     if scheduler is not None and engine is not Engine.dask:
@@ -367,7 +297,7 @@ def score(
     )
     try:
         if engine is Engine.dask:
-            from service.dask_engine import run_dask
+            from service.batch.dask_engine import run_dask
 
             summary = run_dask(job, scheduler=scheduler, console=console)
         else:
@@ -387,21 +317,3 @@ def score(
             highlight=False,
         )
         raise typer.Exit(2)
-
-
-# Commands kept in their own modules (they look up the helpers above when they run).
-from service.api.serve import serve_command  # noqa: E402
-from service.import_cli import import_app  # noqa: E402
-from service.report_cli import report_command  # noqa: E402
-
-app.add_typer(import_app, name="import")
-app.command("report")(report_command)
-app.command("serve")(serve_command)
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -2,8 +2,8 @@
 
 The input is cut into pieces on the client (CSV: byte ranges of whole records, found by the
 same splitter as the local engine; Parquet: row groups), read on the workers into the same
-raw partitions as the local engine (:func:`service.batch_io.parse_csv_chunk`,
-:func:`service.batch_io.read_parquet_piece`) with ``dd.from_map``, and scored with
+raw partitions as the local engine (:func:`service.batch.files.parse_csv_chunk`,
+:func:`service.batch.files.read_parquet_piece`) with ``dd.from_map``, and scored with
 ``map_partitions`` calling :func:`service.batch.score_partition`. Results are therefore
 identical to the local engine's: same rows, same values, same order.
 
@@ -49,7 +49,7 @@ from rich.console import Console
 from model.errors import AdvisorError, InputFileError
 from model.predictor import AdvisorModel
 from model.schema import OPEN_ORDER_COLUMNS
-from service.batch import (
+from service.batch.engine import (
     REJECTS_SCHEMA,
     SCORED_SCHEMA,
     BatchJob,
@@ -62,7 +62,7 @@ from service.batch import (
     score_partition,
     terminate_as_interrupt,
 )
-from service.batch_io import (
+from service.batch.files import (
     LINE_COLUMN,
     PROBLEM_COLUMN,
     CsvHeader,
@@ -230,7 +230,7 @@ _FIRST_META = pd.DataFrame(
 # Imported by each worker of our own local cluster while it starts (scikit-learn, pandas, the
 # scoring code), in parallel with the client's warm-up rather than after it, when the model
 # arrives: the model was ready on 2 workers 5.2 s after the start instead of 6.8 s (2 cores).
-WORKER_PRELOAD = ("service.dask_engine",)
+WORKER_PRELOAD = ("service.batch.dask_engine",)
 # Rows of the first piece the client scores (and discards) while its local cluster starts, to
 # fill the model's logit tables that the workers then receive with it: 3,100 of the ~3,600
 # tables of the 1M-row bench file, 1.7 s on a free core, within the workers' start-up;

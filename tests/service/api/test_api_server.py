@@ -22,8 +22,8 @@ from rich.console import Console
 
 from model.artifact import MANIFEST_FILE, MODEL_FILE, load_model, read_manifest
 from model.train import TrainingConfig
-from service.api.serve import ensure_model
 from service.api.settings import ApiSettings
+from service.cli.serve import ensure_model
 
 KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

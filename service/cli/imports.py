@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from model.errors import AdvisorError
-from service.importers import (
+from data.importers import (
     ImportResult,
     import_olist,
     import_seller_export,
@@ -21,7 +18,9 @@ from service.importers import (
     summarise_reasons,
     write_import,
 )
-from service.tables import table_format, write_table
+from data.tables import table_format, write_table
+from model.errors import AdvisorError
+from service.cli.common import console, friendly_errors, out, print_rejects_summary
 
 import_app = typer.Typer(
     name="import",
@@ -30,22 +29,6 @@ import_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    """:func:`service.cli.friendly_errors`, looked up when called (``service.cli`` imports
-    this module, so importing it here at load time would be circular)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from service.cli import friendly_errors as cli_friendly_errors
-
-        return cli_friendly_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 HistoryOut = Annotated[
     Path, typer.Option("--out", help="History file to write (.csv, .csv.gz, .parquet).")
 ]
@@ -53,7 +36,6 @@ HistoryOut = Annotated[
 
 def _report(result: ImportResult, out_path: Path) -> None:
     """Write the history and its rejects, then say what was written, skipped and rejected."""
-    from service.cli import console, out, print_rejects_summary
 
     if result.history.empty:
         rejects_path = rejects_path_for(out_path)
@@ -100,7 +82,6 @@ def olist(
     ] = None,
 ) -> None:
     """Map the public Olist orders table to history; orders never shipped are skipped."""
-    from service.cli import console
 
     table_format(out_path)
     with console.status(f"reading {orders}"):
@@ -139,7 +120,6 @@ def seller_csv(
     ] = None,
 ) -> None:
     """Map any seller export to history, validating every row as training and scoring do."""
-    from service.cli import console, print_rejects_summary
 
     table_format(out_path)
     mapping = parse_column_map(column_map or [])

@@ -23,9 +23,9 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
+from data.tables import write_table
 from model.errors import InputFileError, SchemaError
 from model.schema import HISTORY_COLUMNS, REJECT_COLUMNS, iso_country_codes, validate_history
-from service.tables import write_table
 
 __all__ = [
     "DATE_COLUMNS",

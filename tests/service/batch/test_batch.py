@@ -1,4 +1,4 @@
-"""Batch scoring (``window-advisor score``, service/batch.py): every row is scored or rejected
+"""Batch scoring (``window-advisor score``, service/batch/engine.py): every row is scored or rejected
 with its exact input line, results do not depend on the chunk size, output is atomic."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from data.generate import generate_open_orders
 from model.predictor import AdvisorModel
-from service.batch import SeenIds, order_id_hashes
-from service.batch_io import CsvSplitter, csv_header, default_rejects_path, parse_csv_chunk
+from service.batch.engine import SeenIds, order_id_hashes
+from service.batch.files import CsvSplitter, csv_header, default_rejects_path, parse_csv_chunk
 from service.cli import app
 from service.policy import PolicyConfig
 from service.scoring import score_raw

@@ -18,8 +18,7 @@ from model.artifact import read_manifest
 from model.schema import validate_history
 from model.train import lane_table
 from service.cli import app
-from service.policy import PolicyConfig
-from service.report import (
+from service.evaluation.report import (
     SECTION_IDS,
     ReportContext,
     late_share_by_month,
@@ -27,6 +26,7 @@ from service.report import (
     region_table,
     render_report,
 )
+from service.policy import PolicyConfig
 
 runner = CliRunner()
 AS_OF = date(2026, 11, 1)

@@ -1,6 +1,6 @@
 """Batch scoring of open-order files in bounded memory, every input row accounted for.
 
-``window-advisor score`` reads its input in chunks (:mod:`service.batch_io`), scores each
+``window-advisor score`` reads its input in chunks (:mod:`service.batch.files`), scores each
 chunk with :func:`score_partition` (which calls :func:`service.scoring.score_raw`, the one
 scoring function) and appends the results to hidden temporaries beside OUTPUT and the rejects
 file, renamed into place only when the whole input is done. Each input row is either scored
@@ -10,7 +10,7 @@ An order_id already seen in an earlier chunk is rejected as a duplicate like one
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
 order_id (12 bytes per distinct id), so results do not depend on the chunk size.
 
-The Dask engine (:mod:`service.dask_engine`) applies the same :func:`score_partition` to the
+The Dask engine (:mod:`service.batch.dask_engine`) applies the same :func:`score_partition` to the
 same raw partitions, so both engines give the same rows with the same values.
 """
 
@@ -44,7 +44,7 @@ from rich.table import Table
 from model.errors import InputFileError
 from model.predictor import AdvisorModel
 from model.schema import OPEN_ORDER_COLUMNS
-from service.batch_io import (
+from service.batch.files import (
     BLANK,
     LINE_COLUMN,
     PROBLEM_COLUMN,

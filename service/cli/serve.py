@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.import_cli import friendly_errors
+from service.cli.common import console, friendly_errors
 
 __all__ = ["ensure_model", "serve_command"]
 
@@ -76,7 +76,6 @@ def serve_command(
     from service.api.app import create_app
     from service.api.settings import ApiSettings
     from service.api.state import load_snapshot
-    from service.cli import console
     from service.policy import load_policy
 
     overrides: dict[str, Any] = {"tune_gc": True}

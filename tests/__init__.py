@@ -1,0 +1,1 @@
+"""The test suites; tests/ mirrors the packages."""

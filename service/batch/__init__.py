@@ -1,0 +1,1 @@
+"""Batch scoring of open-order files: the local streaming engine, its file I/O, the Dask engine."""

@@ -1,0 +1,1 @@
+"""Evaluation: the time-based backtest (``evaluate``) and the self-contained HTML report."""

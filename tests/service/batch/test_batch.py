@@ -1,5 +1,5 @@
-"""Batch scoring (``window-advisor score``, service/batch/engine.py): every row is scored or rejected
-with its exact input line, results do not depend on the chunk size, output is atomic."""
+"""Batch scoring (``window-advisor score``, service/batch/engine.py): every row is scored or
+rejected with its exact input line, results do not depend on the chunk size, output is atomic."""
 
 from __future__ import annotations
 

@@ -1,13 +1,52 @@
-"""Carrier tracking scans: the product's one milestone vocabulary.
+"""Carrier tracking scans: validation, a compact per-order table, and the state at a cut-off.
 
-Every importer (AfterShip, 17TRACK, ...) and the generator speak these milestones; the
-events schema (``order_id, event_at, milestone`` and optional ``carrier, location,
-description``) is documented in the README.
+Every importer (AfterShip, 17TRACK, ...) and the generator speak one milestone vocabulary,
+:data:`MILESTONES`. A file (or request) of scans is validated row by row like every other
+input (:func:`validate_events`), checked against its orders (:func:`match_events`: a scan
+before its order's ``shipped_at`` is rejected, scans of unknown orders are counted), and
+packed into a :class:`ScanTable` sorted by order and time.
+
+:func:`scan_state` is the one function that turns scans into model input. It takes, per row,
+the order and a *cut-off day*, and looks only at scans dated on or before it: training
+landmarks, backtest decisions, calibration rows and scoring all go through it, so a scan
+after the decision date can never leak into a probability.
 """
 
 from __future__ import annotations
 
-__all__ = ["EVENT_COLUMNS", "MILESTONES", "OPTIONAL_EVENT_COLUMNS", "REQUIRED_EVENT_COLUMNS"]
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from model.schema import (
+    FIRST_DATA_LINE,
+    REJECT_COLUMNS,
+    _Collector,
+    _Column,
+    _require_columns,
+    date_range_text,
+)
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "JOURNEY",
+    "KEY_MILESTONES",
+    "MILESTONES",
+    "MILESTONE_CODE",
+    "OPTIONAL_EVENT_COLUMNS",
+    "REQUIRED_EVENT_COLUMNS",
+    "TERMINAL_MILESTONES",
+    "MatchedEvents",
+    "ScanState",
+    "ScanTable",
+    "ValidatedEvents",
+    "match_events",
+    "milestone_names",
+    "scan_state",
+    "validate_events",
+]
 
 MILESTONES: tuple[str, ...] = (
     "info_received",
@@ -25,9 +64,436 @@ MILESTONES: tuple[str, ...] = (
     "exception",
     "lost",
 )
-"""The milestones in the contract's order (roughly the journey's order; the last four are
-the ways a parcel may leave it)."""
+"""The milestones in the contract's order: the journey, then the ways a parcel leaves it."""
+
+MILESTONE_CODE: dict[str, int] = {name: code for code, name in enumerate(MILESTONES)}
+"""Each milestone's code (its index in :data:`MILESTONES`)."""
+JOURNEY: tuple[str, ...] = MILESTONES[: MILESTONES.index("delivered") + 1]
+"""Milestones along the way to the buyer, in order: how far a parcel got is the furthest."""
+KEY_MILESTONES: tuple[str, ...] = (
+    "departed_origin",
+    "arrived_destination",
+    "customs_hold",
+    "customs_cleared",
+    "out_for_delivery",
+)
+"""Milestones whose first scan day (days after shipment) the model sees: how fast the legs were."""
+TERMINAL_MILESTONES: tuple[str, ...] = ("returning", "returned", "lost")
+"""A latest scan of these means the parcel will not reach the buyer (the carrier says so)."""
 
 REQUIRED_EVENT_COLUMNS: tuple[str, ...] = ("order_id", "event_at", "milestone")
 OPTIONAL_EVENT_COLUMNS: tuple[str, ...] = ("carrier", "location", "description")
 EVENT_COLUMNS: tuple[str, ...] = REQUIRED_EVENT_COLUMNS + OPTIONAL_EVENT_COLUMNS
+
+_DAY_NS = 86_400 * 10**9
+_NO_DAY = np.iinfo(np.int32).max  # "never scanned" in per-order first-scan tables
+
+
+def milestone_names(codes: np.ndarray) -> np.ndarray:
+    """Milestone names of codes (object array; None where the code is -1)."""
+    names = np.asarray((*MILESTONES, None), dtype=object)
+    codes = np.asarray(codes, dtype=np.int64)
+    return names[np.where(codes < 0, len(MILESTONES), codes)]
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidatedEvents:
+    """Scans that parsed (typed, input order, exact duplicates dropped) and the rejects.
+
+    ``valid`` has ``line``, ``order_id``, ``event_at`` (UTC-naive ``datetime64[ns]`` with the
+    time of day), ``milestone`` (a name of :data:`MILESTONES`) and the free-text columns.
+    """
+
+    valid: pd.DataFrame
+    rejects: pd.DataFrame
+    duplicates: int = 0
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.valid) + len(self.rejects) + self.duplicates
+
+
+def validate_events(
+    frame: pd.DataFrame, *, lines: Sequence[int] | np.ndarray | None = None
+) -> ValidatedEvents:
+    """Validate a frame of raw scans (see README, "Tracking scans"); every bad row is listed.
+
+    Milestones are matched case-insensitively; an exact duplicate of an earlier valid scan
+    (same order, time, milestone, carrier, location and description) counts once.
+    """
+    _require_columns(frame, REQUIRED_EVENT_COLUMNS, "tracking events")
+    n = len(frame)
+    line = (
+        np.arange(FIRST_DATA_LINE, FIRST_DATA_LINE + n, dtype=np.int64)
+        if lines is None
+        else np.asarray(lines, dtype=np.int64)
+    )
+    cells = {c: _Column(frame, c) for c in EVENT_COLUMNS}
+    errors = _Collector(n)
+
+    ids = cells["order_id"]
+    errors.add(ids.blank, "order_id", "missing required value")
+
+    at = cells["event_at"]
+    event_at, unparsable, outside = at.timestamps()
+    errors.add(at.blank, "event_at", "missing required value")
+    errors.add(unparsable, "event_at", at.quoted() + " is not an ISO 8601 date or datetime")
+    errors.add(outside, "event_at", at.quoted() + f" is out of {date_range_text()}")
+
+    milestone_cells = cells["milestone"]
+    milestone = milestone_cells.text.str.lower()
+    errors.add(milestone_cells.blank, "milestone", "missing required value")
+    unknown = ~np.asarray(milestone.isin(MILESTONES), dtype=bool) & ~milestone_cells.blank
+    errors.add(
+        unknown,
+        "milestone",
+        milestone_cells.quoted() + " is not a milestone (one of: " + ", ".join(MILESTONES) + ")",
+    )
+
+    out = pd.DataFrame(
+        {
+            "line": line,
+            "order_id": ids.text.astype(object),
+            "event_at": event_at,
+            "milestone": milestone.astype(object),
+            **{
+                name: cells[name].text.where(~cells[name].blank, None).astype(object)
+                for name in OPTIONAL_EVENT_COLUMNS
+            },
+        }
+    )
+    failed = errors.failed
+    valid = out.loc[~failed]
+    duplicate = valid.duplicated(subset=list(EVENT_COLUMNS), keep="first").to_numpy()
+    rejects = pd.DataFrame(
+        {
+            "line": line[failed],
+            "order_id": ids.text.where(~ids.blank, None).to_numpy(dtype=object)[failed],
+            "column": errors.column[failed],
+            "reason": errors.reason[failed],
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+    return ValidatedEvents(
+        valid=valid.loc[~duplicate].reset_index(drop=True),
+        rejects=rejects.reset_index(drop=True),
+        duplicates=int(duplicate.sum()),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The per-order table
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScanTable:
+    """Scans packed by order: order ``k``'s scans are rows ``offsets[k]:offsets[k + 1]``,
+    sorted by time (same instant: further along the journey last).
+
+    ``day`` is the scan's date as days since 1970-01-01; ``line`` its input line (for
+    rejects). ``order_ids[k]`` is order ``k``'s id.
+    """
+
+    order_ids: np.ndarray  # (orders,) object
+    offsets: np.ndarray  # (orders + 1,) int64
+    day: np.ndarray  # (scans,) int64
+    code: np.ndarray  # (scans,) int8, index into MILESTONES
+    line: np.ndarray  # (scans,) int64
+    _index: pd.Index | None = field(default=None, repr=False, compare=False)
+    _prefix: _Prefix | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def empty(cls) -> ScanTable:
+        return cls(
+            order_ids=np.empty(0, dtype=object),
+            offsets=np.zeros(1, dtype=np.int64),
+            day=np.empty(0, dtype=np.int64),
+            code=np.empty(0, dtype=np.int8),
+            line=np.empty(0, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_frame(cls, events: pd.DataFrame) -> ScanTable:
+        """Pack validated scans (``order_id``, ``event_at``, ``milestone``, ``line``)."""
+        if len(events) == 0:
+            return cls.empty()
+        owner, uniques = pd.factorize(events["order_id"].to_numpy(dtype=object), sort=False)
+        code = (
+            pd.Series(events["milestone"].to_numpy(dtype=object))
+            .map(MILESTONE_CODE)
+            .to_numpy(dtype=np.int8)
+        )
+        line = (
+            events["line"].to_numpy(dtype=np.int64)
+            if "line" in events
+            else np.arange(FIRST_DATA_LINE, FIRST_DATA_LINE + len(events), dtype=np.int64)
+        )
+        return cls.from_arrays(
+            np.asarray(uniques, dtype=object),
+            owner.astype(np.int64),
+            events["event_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            code,
+            line,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        order_ids: np.ndarray,
+        owner: np.ndarray,
+        time_ns: np.ndarray,
+        code: np.ndarray,
+        line: np.ndarray,
+    ) -> ScanTable:
+        """Pack scans given as arrays: ``owner`` indexes ``order_ids``, ``time_ns`` is the
+        UTC-naive scan time in ns since 1970, ``code`` indexes :data:`MILESTONES`."""
+        order = np.lexsort((code, time_ns, owner))
+        owner = owner[order]
+        return cls(
+            order_ids=np.asarray(order_ids, dtype=object),
+            offsets=np.searchsorted(owner, np.arange(len(order_ids) + 1)).astype(np.int64),
+            day=np.floor_divide(time_ns[order], _DAY_NS),
+            code=np.asarray(code, dtype=np.int8)[order],
+            line=np.asarray(line, dtype=np.int64)[order],
+        )
+
+    @property
+    def n_orders(self) -> int:
+        return len(self.order_ids)
+
+    @property
+    def n_scans(self) -> int:
+        return len(self.day)
+
+    def owners(self) -> np.ndarray:
+        """The order index of every scan."""
+        return np.repeat(np.arange(self.n_orders), np.diff(self.offsets))
+
+    def lookup(self, order_ids: np.ndarray | pd.Series) -> np.ndarray:
+        """Index of each id's scans in this table, -1 for an order without any."""
+        if self._index is None:
+            self._index = pd.Index(self.order_ids)
+        return self._index.get_indexer(np.asarray(order_ids, dtype=object)).astype(np.int64)
+
+    def subset(self, keep: np.ndarray) -> ScanTable:
+        """The table with only the scans where ``keep`` is true (orders left empty stay)."""
+        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if self.n_scans else 0
+        counts = np.where(np.diff(self.offsets) > 0, counts, 0)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return ScanTable(
+            order_ids=self.order_ids,
+            offsets=offsets,
+            day=self.day[keep],
+            code=self.code[keep],
+            line=self.line[keep],
+            _index=self._index,
+        )
+
+    def first_day_of(self, milestone: str) -> np.ndarray:
+        """Each order's first scan day of ``milestone`` (a huge sentinel if never)."""
+        first = np.full(self.n_orders, _NO_DAY, dtype=np.int64)
+        hit = np.flatnonzero(self.code == MILESTONE_CODE[milestone])
+        owners = self.owners()[hit]
+        # Scans are sorted by order, then time: the first hit of each order is its earliest.
+        leads = np.flatnonzero(np.diff(owners, prepend=-1) != 0)
+        first[owners[leads]] = self.day[hit[leads]]
+        return first
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickles (Dask workers) carry the scans, not the derived index and aggregates."""
+        return {**self.__dict__, "_index": None, "_prefix": None}
+
+    def prefix(self) -> _Prefix:
+        """Running aggregates per order, computed once per table (scoring reuses them)."""
+        if self._prefix is None:
+            self._prefix = _Prefix(self)
+        return self._prefix
+
+
+# --------------------------------------------------------------------------------------
+# Checking scans against their orders
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchedEvents:
+    """Scans of known orders, dated on or after shipment, and what was left out."""
+
+    table: ScanTable
+    rejects: pd.DataFrame  # scans before their order's shipped_at (REJECT_COLUMNS)
+    unknown_orders: int  # distinct order ids with scans but no order
+    unknown_scans: int  # their scans
+
+
+def match_events(table: ScanTable, order_ids: np.ndarray, shipped_at: np.ndarray) -> MatchedEvents:
+    """Keep the scans of ``order_ids`` dated on or after the order's ``shipped_at`` date.
+
+    A scan dated before its order was shipped is rejected (``event_at``, with the reason);
+    scans of orders not among ``order_ids`` are counted, not rejected.
+    """
+    position = pd.Index(np.asarray(order_ids, dtype=object)).get_indexer(table.order_ids)
+    shipped_day = (
+        np.asarray(shipped_at, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+    )
+    owners = table.owners()
+    order_of_scan = position[owners]
+    known = order_of_scan >= 0
+    ship_of_scan = np.where(known, shipped_day[np.maximum(order_of_scan, 0)], 0)
+    early = known & (table.day < ship_of_scan)
+    rejects = pd.DataFrame(
+        {
+            "line": table.line[early],
+            "order_id": table.order_ids[owners[early]],
+            "column": "event_at",
+            "reason": [
+                f"scan dated {_iso(d)}, before the order's shipped_at ({_iso(s)})"
+                for d, s in zip(table.day[early], ship_of_scan[early], strict=True)
+            ],
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+    unknown_orders = int((position < 0).sum())
+    return MatchedEvents(
+        table=table.subset(known & ~early),
+        rejects=rejects.sort_values("line", kind="stable").reset_index(drop=True),
+        unknown_orders=unknown_orders,
+        unknown_scans=int((~known).sum()),
+    )
+
+
+def _iso(day: int) -> str:
+    return str(np.datetime64(int(day), "D"))
+
+
+# --------------------------------------------------------------------------------------
+# The state at a cut-off
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanState:
+    """What an order's scans dated on or before a cut-off day show, one entry per row.
+
+    Days are counted from the shipment date. Rows without any such scan have
+    ``n_scans == 0``, ``last_milestone == -1`` and NaN elsewhere.
+    """
+
+    n_scans: np.ndarray  # int64
+    last_milestone: np.ndarray  # int64 code into MILESTONES, -1 without scans
+    last_scan_day: np.ndarray  # float64, days after shipment
+    days_since_last_scan: np.ndarray  # float64, cut-off minus the last scan's day
+    furthest: np.ndarray  # int64: furthest JOURNEY milestone code reached, -1 if none
+    failed_attempts: np.ndarray  # int64: delivery_failed scans
+    exceptions: np.ndarray  # int64: exception scans
+    first_day: dict[str, np.ndarray]  # KEY_MILESTONES -> float64 days after shipment (NaN)
+    delivered_day: np.ndarray  # float64: first `delivered` scan, days after shipment (NaN)
+
+    @property
+    def has_scans(self) -> np.ndarray:
+        return self.n_scans > 0
+
+    @property
+    def terminal(self) -> np.ndarray:
+        """The latest scan says the parcel leaves the journey (returning, returned, lost)."""
+        return np.isin(self.last_milestone, [MILESTONE_CODE[m] for m in TERMINAL_MILESTONES])
+
+    def take(self, rows: np.ndarray) -> ScanState:
+        return ScanState(
+            n_scans=self.n_scans[rows],
+            last_milestone=self.last_milestone[rows],
+            last_scan_day=self.last_scan_day[rows],
+            days_since_last_scan=self.days_since_last_scan[rows],
+            furthest=self.furthest[rows],
+            failed_attempts=self.failed_attempts[rows],
+            exceptions=self.exceptions[rows],
+            first_day={k: v[rows] for k, v in self.first_day.items()},
+            delivered_day=self.delivered_day[rows],
+        )
+
+
+class _Prefix:
+    """Per-scan running aggregates within each order, computed once per table."""
+
+    def __init__(self, table: ScanTable) -> None:
+        owners = table.owners()
+        self.base = int(table.day.min()) if table.n_scans else 0
+        self.span = int(table.day.max()) - self.base + 2 if table.n_scans else 1
+        # Non-decreasing (order, day) key: an order's scans up to a day end where the key of
+        # (order, day) would be inserted on the right.
+        self.key = owners * self.span + (table.day - self.base)
+        journey = np.where(table.code <= MILESTONE_CODE["delivered"], table.code, -1)
+        # Running maximum within each order: shift every order above the previous one's.
+        shift = (len(MILESTONES) + 1) * owners
+        self.furthest = np.maximum.accumulate(journey.astype(np.int64) + 1 + shift) - shift - 1
+        self.failed = np.cumsum(table.code == MILESTONE_CODE["delivery_failed"])
+        self.exceptions = np.cumsum(table.code == MILESTONE_CODE["exception"])
+        self.first = {name: table.first_day_of(name) for name in KEY_MILESTONES}
+        self.delivered = table.first_day_of("delivered")
+
+
+def scan_state(
+    table: ScanTable,
+    order_index: np.ndarray,
+    shipped_day: np.ndarray,
+    cutoff_day: np.ndarray,
+) -> ScanState:
+    """The state of each row's order from its scans dated on or before ``cutoff_day``.
+
+    ``order_index`` indexes ``table`` (-1: no scans at all); ``shipped_day`` and
+    ``cutoff_day`` are days since 1970-01-01. Only scans with ``day <= cutoff_day`` are read;
+    this is the single place scans become model input.
+    """
+    prefix = table.prefix()
+    k = np.asarray(order_index, dtype=np.int64)
+    shipped_day = np.asarray(shipped_day, dtype=np.int64)
+    cutoff_day = np.asarray(cutoff_day, dtype=np.int64)
+    has = k >= 0
+    safe_k = np.where(has, k, 0)
+    start = np.where(has, table.offsets[safe_k], 0) if table.n_orders else np.zeros_like(k)
+    if table.n_scans:
+        relative_cutoff = np.clip(cutoff_day - prefix.base, -1, prefix.span - 1)
+        end = np.searchsorted(prefix.key, safe_k * prefix.span + relative_cutoff, side="right")
+        end = np.where(has & (relative_cutoff >= 0), np.maximum(end, start), start)
+    else:
+        end = start
+    count = end - start
+    seen = count > 0
+    last = np.where(seen, end - 1, 0)
+
+    def at_last(values: np.ndarray, fill: float) -> np.ndarray:
+        if not table.n_scans:
+            return np.full(len(k), fill)
+        return np.where(seen, values[last], fill)
+
+    def before_start(running: np.ndarray) -> np.ndarray:
+        if not table.n_scans:
+            return np.zeros(len(k), dtype=np.int64)
+        return np.where(start > 0, running[np.maximum(start - 1, 0)], 0)
+
+    last_day = at_last(table.day.astype(np.float64), np.nan)
+    first_day = {}
+    for name, days in prefix.first.items():
+        day = days[safe_k] if table.n_orders else np.full(len(k), _NO_DAY)
+        first_day[name] = np.where(has & (day <= cutoff_day), day - shipped_day, np.nan)
+    delivered = prefix.delivered[safe_k] if table.n_orders else np.full(len(k), _NO_DAY)
+    return ScanState(
+        n_scans=count.astype(np.int64),
+        last_milestone=at_last(table.code.astype(np.int64), -1).astype(np.int64),
+        last_scan_day=last_day - shipped_day,
+        days_since_last_scan=cutoff_day - last_day,
+        furthest=at_last(prefix.furthest, -1).astype(np.int64),
+        failed_attempts=np.where(seen, at_last(prefix.failed, 0) - before_start(prefix.failed), 0),
+        exceptions=np.where(
+            seen, at_last(prefix.exceptions, 0) - before_start(prefix.exceptions), 0
+        ),
+        first_day=first_day,
+        delivered_day=np.where(
+            has & (delivered <= cutoff_day), delivered - shipped_day, np.nan
+        ).astype(np.float64),
+    )

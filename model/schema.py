@@ -168,6 +168,12 @@ class _Column:
 
         Time zones are honoured (converted to UTC) before the date is taken.
         """
+        return self.timestamps(floor_to_date=True)
+
+    def timestamps(
+        self, *, floor_to_date: bool = False
+    ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+        """:meth:`dates` keeping the time of day unless ``floor_to_date`` (UTC-naive)."""
         n = len(self.blank)
         if self.raw is None or self.blank.all():
             none = np.zeros(n, bool)
@@ -180,10 +186,13 @@ class _Column:
             )
         # pandas may parse to a unit coarser than ns that holds years past 2262: the range
         # is checked before the conversion to ns, which would overflow.
-        parsed = parsed.dt.tz_localize(None).dt.floor("D")
+        parsed = parsed.dt.tz_localize(None)
+        if floor_to_date:
+            parsed = parsed.dt.floor("D")
         unparsable = np.array(parsed.isna(), dtype=bool) & ~self.blank
-        low, high = pd.Timestamp(MIN_DATE), pd.Timestamp(MAX_DATE)
-        outside = np.array(parsed.notna() & ((parsed < low) | (parsed > high)), dtype=bool)
+        low = pd.Timestamp(MIN_DATE)
+        high = pd.Timestamp(MAX_DATE) + pd.Timedelta(days=1)
+        outside = np.array(parsed.notna() & ((parsed < low) | (parsed >= high)), dtype=bool)
         if unparsable.any():  # pandas of ns resolution: real dates it cannot hold
             outside |= _iso_dates_mask(self.text, unparsable)
             unparsable &= ~outside

@@ -128,6 +128,15 @@ class EncodedFeatures:
     unseen_country: np.ndarray  # (n,) bool: country never seen in training
     sparse_lane: np.ndarray  # (n,) bool: country seen too rarely to have its own estimate
 
+    def take(self, rows: np.ndarray) -> EncodedFeatures:
+        """The features of ``rows`` (positions or a boolean mask)."""
+        return EncodedFeatures(
+            codes=self.codes[rows],
+            curve_key=self.curve_key[rows],
+            unseen_country=self.unseen_country[rows],
+            sparse_lane=self.sparse_lane[rows],
+        )
+
 
 @dataclass
 class FeatureEncoder:

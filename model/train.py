@@ -1,10 +1,12 @@
 """Training: fit on history censored at a time split, calibrate on later decisions, refit.
 
-1. Fit the hazard model on the history as it was ``holdout_days`` before ``as_of``.
+1. Fit the hazard model (and, with carrier scans, the scan model) on the history and scans
+   as they were ``holdout_days`` before ``as_of``.
 2. Score the decisions that fell after that split (orders undelivered 4 days before their
-   deadline, outcomes known by ``as_of``); the earlier half calibrates, the later half
-   measures. No holdout decision is a training row of the model that scored it.
-3. Refit the hazard model on all history up to ``as_of`` and keep the calibration.
+   deadline, outcomes known by ``as_of``), each with the scans dated on or before its own
+   decision day; the earlier half calibrates, the later half measures. No holdout decision
+   is a training row of the model that scored it.
+3. Refit on all history up to ``as_of`` and keep the calibrations.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from sklearn.base import clone
 
 from model.backtest import decision_samples, holdout_start
 from model.calibration import PlattCalibrator, calibration_table, probability_metrics
+from model.events import ScanTable
 from model.hazard import DiscreteTimeHazard, predict_conditional
 from model.km import LaneKaplanMeier
 from model.predictor import AdvisorModel
+from model.scans import LandmarkScanModel, state_at
 
 __all__ = ["TrainingConfig", "lane_table", "train_model"]
 
@@ -32,13 +36,15 @@ STRUCTURAL_LAG_MIN_SHIPMENTS = 100
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Knobs of training; ``hazard`` holds :class:`DiscreteTimeHazard` parameters."""
+    """Knobs of training; ``hazard`` holds :class:`DiscreteTimeHazard` parameters and
+    ``scans`` those of :class:`LandmarkScanModel`."""
 
     holdout_days: int = 150
     decision_days_before: int = 4
     extension_days: int = 30
     structural_lag_ratio: float = 1.5
     hazard: dict[str, Any] = field(default_factory=dict)
+    scans: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,9 +131,30 @@ def _choose_calibration(raw: np.ndarray, outcomes: np.ndarray) -> PlattCalibrato
     return PlattCalibrator.fit(*stacked(slice(0, n)))
 
 
+def _scan_model(
+    config: TrainingConfig,
+    history: pd.DataFrame,
+    scans: ScanTable | None,
+    as_of: date,
+    hazard: DiscreteTimeHazard,
+) -> LandmarkScanModel | None:
+    """The scan model fitted at ``as_of``, or None without scans or too few tracked parcels."""
+    if scans is None:
+        return None
+    model = LandmarkScanModel(extension_days=config.extension_days, **config.scans)
+    try:
+        return model.fit(history, scans, as_of, hazard)
+    except ValueError:  # too few parcels with scans to learn from
+        return None
+
+
 def _holdout(
-    history: pd.DataFrame, as_of: date, config: TrainingConfig, hazard: DiscreteTimeHazard
-) -> tuple[PlattCalibrator, dict[str, Any]]:
+    history: pd.DataFrame,
+    as_of: date,
+    config: TrainingConfig,
+    hazard: DiscreteTimeHazard,
+    scans: ScanTable | None,
+) -> tuple[PlattCalibrator, PlattCalibrator | None, dict[str, Any]]:
     start = holdout_start(as_of, config.holdout_days)
     samples = decision_samples(
         history,
@@ -139,20 +166,62 @@ def _holdout(
     info: dict[str, Any] = {"split_date": start.isoformat(), "decisions": len(samples)}
     if len(samples) < 20 or (history["shipped_at"] < pd.Timestamp(start)).sum() < 100:
         info["note"] = "holdout too small: probabilities left uncalibrated"
-        return PlattCalibrator(n_samples=len(samples), note="identity: holdout too small"), info
+        identity = PlattCalibrator(n_samples=len(samples), note="identity: holdout too small")
+        return identity, (identity if scans is not None else None), info
     early = clone(hazard).fit(history, start)
+    early_scans = _scan_model(config, history, scans, start, early)
     horizons = np.column_stack(
         [samples["deadline_days"], samples["deadline_days"] + config.extension_days]
     )
-    raw = predict_conditional(early, samples, samples["elapsed"].to_numpy(), horizons)
+    elapsed = samples["elapsed"].to_numpy()
+    raw = predict_conditional(early, samples, elapsed, horizons)
+    hazard_raw = raw.copy()
+    scanned = np.zeros(len(samples), dtype=bool)
+    terminal = np.zeros(len(samples), dtype=bool)
+    if scans is not None:
+        # Each decision sees only the scans dated on or before its own decision day.
+        decision_day = samples["decision_at"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+        state = state_at(
+            scans, samples["order_id"].to_numpy(dtype=object), samples["shipped_at"], decision_day
+        )
+        delivered_by_scan = ~np.isnan(state.delivered_day)
+        keep = ~delivered_by_scan  # tracking said delivered: no decision to take
+        samples, raw, hazard_raw, elapsed, horizons = (
+            samples.loc[keep].reset_index(drop=True),
+            raw[keep],
+            hazard_raw[keep],
+            elapsed[keep],
+            horizons[keep],
+        )
+        state = state.take(np.flatnonzero(keep))
+        terminal = state.terminal
+        if early_scans is not None:
+            scanned = state.has_scans & ~terminal
+            rows = np.flatnonzero(scanned)
+            raw[rows] = early_scans.predict(
+                early.encoder_.transform(samples.iloc[rows]),
+                state.take(rows),
+                elapsed[rows],
+                horizons[rows],
+                early,
+            )
     order = np.argsort(samples["decision_at"].to_numpy(), kind="stable")
     half = len(order) // 2
     fit_rows, test_rows = order[:half], order[half:]
     outcomes = samples[["late", "late_after_extension"]].to_numpy(dtype=bool)
-    calibrator = _choose_calibration(raw[fit_rows], outcomes[fit_rows])
-    late = samples["late"].to_numpy()[test_rows]
-    after = samples["late_after_extension"].to_numpy()[test_rows]
-    calibrated = calibrator.transform(raw[test_rows])
+    calibrator = _choose_calibration(hazard_raw[fit_rows], outcomes[fit_rows])
+    scan_calibrator = None
+    if scans is not None:
+        scan_fit = fit_rows[scanned[fit_rows]]
+        scan_calibrator = _choose_calibration(raw[scan_fit], outcomes[scan_fit])
+    calibrated = calibrator.transform(raw)
+    if scan_calibrator is not None:
+        calibrated[scanned] = scan_calibrator.transform(raw[scanned])
+    calibrated[terminal] = 1.0
+    calibrated[:, 1] = np.minimum(calibrated[:, 1], calibrated[:, 0])
+    late = samples["late"].to_numpy()
+    after = samples["late_after_extension"].to_numpy()
+    test = calibrated[test_rows]
     info.update(
         {
             "calibration_decisions": int(half),
@@ -160,24 +229,46 @@ def _holdout(
             "test_from": str(samples["decision_at"].iloc[test_rows[0]].date())
             if len(test_rows)
             else None,
-            "p_late_raw": probability_metrics(raw[test_rows, 0], late),
-            "p_late": probability_metrics(calibrated[:, 0], late),
-            "p_late_after_extension": probability_metrics(calibrated[:, 1], after),
-            "calibration_table": calibration_table(calibrated[:, 0], late),
+            "p_late_raw": probability_metrics(raw[test_rows, 0], late[test_rows]),
+            "p_late": probability_metrics(test[:, 0], late[test_rows]),
+            "p_late_after_extension": probability_metrics(test[:, 1], after[test_rows]),
+            "calibration_table": calibration_table(test[:, 0], late[test_rows]),
         }
     )
-    return calibrator, info
+    if scans is not None:
+        with_scans = test_rows[scanned[test_rows]]
+        info["scans"] = {
+            "model": "landmark" if early_scans is not None else "none: too few tracked parcels",
+            "test_decisions_with_scans": len(with_scans),
+            "p_late_with_scans": probability_metrics(calibrated[with_scans, 0], late[with_scans]),
+            "p_late_after_extension_with_scans": probability_metrics(
+                calibrated[with_scans, 1], after[with_scans]
+            ),
+            "p_late_after_extension_lane_only": probability_metrics(
+                np.minimum(calibrator.transform(hazard_raw[with_scans])[:, 1], 1.0),
+                after[with_scans],
+            ),
+        }
+    return calibrator, scan_calibrator, info
 
 
 def train_model(
-    history: pd.DataFrame, as_of: date, config: TrainingConfig | None = None
+    history: pd.DataFrame,
+    as_of: date,
+    config: TrainingConfig | None = None,
+    scans: ScanTable | None = None,
 ) -> AdvisorModel:
-    """Fit, calibrate on a time-based holdout, and refit on everything up to ``as_of``."""
+    """Fit, calibrate on a time-based holdout, and refit on everything up to ``as_of``.
+
+    ``scans`` are the history's carrier scans (already checked against it); with them the
+    model also learns from what the scans showed.
+    """
     config = config or TrainingConfig()
     started = time.perf_counter()
     hazard = DiscreteTimeHazard(**config.hazard)
-    calibrator, holdout = _holdout(history, as_of, config, hazard)
+    calibrator, scan_calibrator, holdout = _holdout(history, as_of, config, hazard, scans)
     final = clone(hazard).fit(history, as_of)
+    scan_model = _scan_model(config, history, scans, as_of, final)
     lanes = lane_table(
         history,
         as_of,
@@ -199,4 +290,25 @@ def train_model(
         "holdout": holdout,
         "fit_seconds": round(time.perf_counter() - started, 2),
     }
-    return AdvisorModel(hazard=final, calibrator=calibrator, lanes=lanes, training=training)
+    if scans is not None:
+        training["scans"] = {
+            "scans": int(scans.n_scans),
+            "tracked_parcels": int(scan_model.n_tracked_parcels_) if scan_model else 0,
+            "landmark_rows": int(scan_model.n_landmark_rows_) if scan_model else 0,
+            "model": "landmark" if scan_model is not None else "none: too few tracked parcels",
+            "calibration": {
+                "slope": scan_calibrator.slope,
+                "intercept": scan_calibrator.intercept,
+                "note": scan_calibrator.note,
+            }
+            if scan_calibrator is not None
+            else None,
+        }
+    return AdvisorModel(
+        hazard=final,
+        calibrator=calibrator,
+        lanes=lanes,
+        training=training,
+        scans=scan_model,
+        scan_calibrator=scan_calibrator if scan_model is not None else None,
+    )

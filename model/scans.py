@@ -1,0 +1,369 @@
+"""The scan-aware model: ``P(T > e + h | T > e, lane, scans seen by day e)`` by landmarking.
+
+For every history parcel with scans we take a few *landmark* days ``e`` at which it was still
+undelivered (the days a decision is taken: the last days before its deadline, and before the
+deadline after one extension; plus random days), read its state from its scans dated on or
+before ``e`` only (:func:`model.events.scan_state`), and ask whether it was still undelivered
+``h`` days later. A gradient-boosted classifier learns that probability from the state, the
+lane, ``e``, ``h`` and the lane-only hazard model's own answer (its logit, a strong prior that
+lets sparse lanes lean on what the hazard model pooled).
+
+Censoring: a row is used only when its outcome at ``e + h`` was known at the cut-off whatever
+the parcel did (``e + h`` on or before it), so undelivered parcels are neither late nor
+dropped and the sample is not tilted toward quick deliveries. The probability is monotone
+(non-increasing) in ``h`` and non-decreasing in the hazard prior by constraint, so
+``P(T > d + 30) <= P(T > d)`` always holds.
+
+The same tables give the ``stalled`` signal: how long a lane usually stays silent after each
+milestone (the gap to the next scan, among parcels that went on), with rare lanes pooled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from model.events import (
+    KEY_MILESTONES,
+    MILESTONES,
+    ScanState,
+    ScanTable,
+    scan_state,
+)
+from model.features import EncodedFeatures, days_between
+
+__all__ = ["LandmarkScanModel", "ScanGaps", "state_at"]
+
+_EPS = 1e-6
+_MIN_GAPS = 30  # gaps a (lane, milestone) needs for its own silence statistics
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _days(values: np.ndarray | pd.Series) -> np.ndarray:
+    """Dates as days since 1970-01-01 (int64)."""
+    return np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+
+
+def state_at(
+    table: ScanTable,
+    order_ids: np.ndarray,
+    shipped_at: np.ndarray,
+    cutoff_day: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> ScanState:
+    """:func:`model.events.scan_state` of orders given by id (or, with ``rows``, by their
+    index in ``table``) and shipment date."""
+    index = table.lookup(order_ids) if rows is None else rows
+    return scan_state(table, index, _days(shipped_at), cutoff_day)
+
+
+@dataclass(frozen=True)
+class ScanGaps:
+    """How many days a lane usually stays silent after each milestone before the next scan.
+
+    ``median`` and ``stall`` have shape (country codes, milestones); rows of pooled or rare
+    lanes hold the all-lanes figure of the milestone.
+    """
+
+    median: np.ndarray
+    stall: np.ndarray
+
+    @classmethod
+    def fit(
+        cls,
+        table: ScanTable,
+        country_of_order: np.ndarray,
+        n_countries: int,
+        *,
+        quantile: float,
+        factor: float,
+        min_days: float,
+    ) -> ScanGaps:
+        """Gaps between consecutive scans of the same order, by the earlier scan's milestone
+        and the order's country code (``country_of_order``, one per table order)."""
+        owners = table.owners()
+        follows = np.flatnonzero(owners[1:] == owners[:-1])  # scan i has a next scan i + 1
+        gap = (table.day[follows + 1] - table.day[follows]).astype(np.float64)
+        milestone = table.code[follows].astype(np.int64)
+        country = country_of_order[owners[follows]]
+        n_milestones = len(MILESTONES)
+        overall_median = float(np.median(gap)) if len(gap) else 3.0
+        overall_q = float(np.quantile(gap, quantile)) if len(gap) else 10.0
+        median = np.full((n_countries, n_milestones), overall_median)
+        stall_q = np.full((n_countries, n_milestones), overall_q)
+        frame = pd.DataFrame({"country": country, "milestone": milestone, "gap": gap})
+        by_milestone = frame.groupby("milestone")["gap"]
+        counts = by_milestone.size()
+        for code, values in by_milestone:
+            if counts[code] >= _MIN_GAPS:
+                median[:, int(code)] = float(values.median())
+                stall_q[:, int(code)] = float(values.quantile(quantile))
+        grouped = frame.groupby(["country", "milestone"])["gap"]
+        sizes = grouped.size()
+        big = sizes[sizes >= _MIN_GAPS].index
+        if len(big):
+            stats = grouped.agg(["median", lambda v: v.quantile(quantile)]).loc[big]
+            rows = np.array([c for c, _ in big], dtype=np.int64)
+            cols = np.array([m for _, m in big], dtype=np.int64)
+            keep = (rows > 0) & (rows < n_countries)  # code 0 is the pool, not a lane
+            median[rows[keep], cols[keep]] = stats.iloc[:, 0].to_numpy()[keep]
+            stall_q[rows[keep], cols[keep]] = stats.iloc[:, 1].to_numpy()[keep]
+        return cls(median=np.maximum(median, 1.0), stall=np.maximum(factor * stall_q, min_days))
+
+    def lookup(self, table: np.ndarray, country: np.ndarray, milestone: np.ndarray) -> np.ndarray:
+        country = np.clip(np.asarray(country, dtype=np.int64), 0, table.shape[0] - 1)
+        code = np.clip(np.asarray(milestone, dtype=np.int64), 0, table.shape[1] - 1)
+        return table[country, code]
+
+
+FEATURES = (
+    "country",
+    "method",
+    "last_milestone",
+    "furthest",
+    "elapsed",
+    "horizon",
+    "hazard_logit",
+    "relative_time",
+    "days_since_last_scan",
+    "relative_silence",
+    "n_scans",
+    *(f"first_{name}" for name in KEY_MILESTONES),
+    "failed_attempts",
+    "exceptions",
+)
+CATEGORICAL = frozenset({"country", "method", "last_milestone"})
+
+
+class LandmarkScanModel(BaseEstimator):
+    """Gradient-boosted landmark model of the remaining transit given the scans so far.
+
+    Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
+    Lane codes and the prior come from a fitted :class:`model.hazard.DiscreteTimeHazard`.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_rows: int = 600_000,
+        random_landmarks: int = 2,
+        decision_days: int = 5,
+        extension_days: int = 30,
+        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 100,
+        l2_regularization: float = 1.0,
+        stall_quantile: float = 0.95,
+        stall_factor: float = 1.5,
+        stall_min_days: float = 7.0,
+        min_parcels: int = 200,
+        random_state: int = 0,
+    ) -> None:
+        self.max_rows = max_rows
+        self.random_landmarks = random_landmarks
+        self.decision_days = decision_days
+        self.extension_days = extension_days
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.stall_quantile = stall_quantile
+        self.stall_factor = stall_factor
+        self.stall_min_days = stall_min_days
+        self.min_parcels = min_parcels
+        self.random_state = random_state
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(
+        self, history: pd.DataFrame, scans: ScanTable, as_of: date, hazard: object
+    ) -> LandmarkScanModel:
+        """Fit on validated history and its scans as known at ``as_of`` (later scans, and
+        parcels shipped later, are not looked at). ``hazard`` is the lane-only model fitted
+        at the same cut-off: its encoder gives the lane codes, its curves the prior."""
+        rng = np.random.default_rng(self.random_state)
+        cutoff = int(np.datetime64(as_of, "D").astype(np.int64))
+        scans = scans.subset(scans.day <= cutoff)
+        known = history.loc[history["shipped_at"] <= pd.Timestamp(as_of)].reset_index(drop=True)
+        encoder = hazard.encoder_  # type: ignore[attr-defined]
+        features = encoder.transform(known)
+        names = encoder.feature_names
+        country = features.codes[:, names.index("country")]
+        self.n_countries_ = int(encoder.radices[names.index("country")])
+
+        order_index = scans.lookup(known["order_id"].to_numpy(dtype=object))
+        country_of_order = np.zeros(scans.n_orders, dtype=np.int64)
+        country_of_order[order_index[order_index >= 0]] = country[order_index >= 0]
+        self.gaps_ = ScanGaps.fit(
+            scans,
+            country_of_order,
+            self.n_countries_,
+            quantile=self.stall_quantile,
+            factor=self.stall_factor,
+            min_days=self.stall_min_days,
+        )
+
+        tracked = np.flatnonzero(order_index >= 0)
+        self.n_tracked_parcels_ = len(tracked)
+        if len(tracked) < self.min_parcels:
+            raise ValueError(
+                f"{len(tracked)} history parcels have scans; at least {self.min_parcels}"
+                " are needed to learn from scans"
+            )
+        rows = self._landmarks(known.iloc[tracked], cutoff, rng)
+        parcel = tracked[rows["parcel"]]
+        ship_day = _days(known["shipped_at"].to_numpy()[parcel])
+        state = scan_state(scans, order_index[parcel], ship_day, ship_day + rows["elapsed"])
+        # A landmark is a decision the advisor would take with scans in hand: with no scan
+        # yet (the lane model answers then) or a delivered scan (it is delivered) it is not.
+        usable = state.has_scans & np.isnan(state.delivered_day)
+        parcel, state = parcel[usable], state.take(np.flatnonzero(usable))
+        elapsed, horizon, label = (rows[k][usable] for k in ("elapsed", "horizon", "label"))
+        if len(label) > self.max_rows:
+            keep = np.sort(rng.choice(len(label), size=self.max_rows, replace=False))
+            parcel, state = parcel[keep], state.take(keep)
+            elapsed, horizon, label = elapsed[keep], horizon[keep], label[keep]
+        lanes = features.take(parcel)
+        prior = hazard.conditional_survival(  # type: ignore[attr-defined]
+            lanes, elapsed, (elapsed + horizon)[:, None]
+        )[:, 0]
+        X = self._design(lanes, state, elapsed, horizon, prior, hazard)
+        self.classifier_ = HistGradientBoostingClassifier(
+            learning_rate=self.learning_rate,
+            max_iter=self.max_iter,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            categorical_features=[name in CATEGORICAL for name in FEATURES],
+            monotonic_cst=[
+                -1 if name == "horizon" else 1 if name == "hazard_logit" else 0 for name in FEATURES
+            ],
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+        self.classifier_.fit(X, label)
+        self.n_landmark_rows_ = len(label)
+        self.positive_rate_ = float(label.mean()) if len(label) else 0.0
+        return self
+
+    def _landmarks(
+        self, parcels: pd.DataFrame, cutoff: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """(parcel, elapsed, horizon, label) rows whose outcome at ``elapsed + horizon`` was
+        known at the cut-off whatever the parcel did, the parcel undelivered at ``elapsed``."""
+        ship = _days(parcels["shipped_at"].to_numpy())
+        deadline = days_between(parcels["deadline"], parcels["shipped_at"])
+        delivered = parcels["delivered_at"].to_numpy(dtype="datetime64[ns]")
+        transit = days_between(parcels["delivered_at"], parcels["shipped_at"])
+        arrived = ~np.isnat(delivered) & (_days(delivered) <= cutoff)
+        observed = cutoff - ship  # days known after shipment
+        # Still undelivered at the end of day e  <=>  e < transit (delivered) / e <= observed.
+        last_landmark = np.where(arrived, transit - 1, observed)
+        n = len(parcels)
+        index = np.arange(n)
+        parcel_parts, elapsed_parts, horizon_parts = [], [], []
+
+        def add(e: np.ndarray, h: np.ndarray, who: np.ndarray) -> None:
+            parcel_parts.append(who)
+            elapsed_parts.append(e)
+            horizon_parts.append(h)
+
+        ext = self.extension_days
+        for before in range(self.decision_days):  # the days a decision is taken
+            for shift in (0, ext):
+                e = deadline + shift - before
+                h = before
+                add(e, np.full(n, h), index)
+                add(e, np.full(n, h + ext), index)
+        for _ in range(self.random_landmarks):
+            e = np.floor(rng.random(n) * (np.maximum(last_landmark, 0) + 1)).astype(np.int64)
+            add(e, rng.integers(1, 11, size=n), index)
+            add(e, rng.integers(1, 91, size=n), index)
+            add(e, np.maximum(deadline - e, 1), index)
+        who = np.concatenate(parcel_parts)
+        elapsed = np.concatenate(elapsed_parts).astype(np.int64)
+        horizon = np.concatenate(horizon_parts).astype(np.int64)
+        ok = (
+            (elapsed >= 0)
+            & (horizon >= 1)
+            & (elapsed <= last_landmark[who])
+            & (elapsed + horizon <= observed[who])
+        )
+        who, elapsed, horizon = who[ok], elapsed[ok], horizon[ok]
+        label = ~arrived[who] | (transit[who] > elapsed + horizon)
+        return {"parcel": who, "elapsed": elapsed, "horizon": horizon, "label": label}
+
+    def _design(
+        self,
+        lanes: EncodedFeatures,
+        state: ScanState,
+        elapsed: np.ndarray,
+        horizon: np.ndarray,
+        prior: np.ndarray,
+        hazard: object,
+    ) -> np.ndarray:
+        names = hazard.encoder_.feature_names  # type: ignore[attr-defined]
+        country = lanes.codes[:, names.index("country")]
+        method = lanes.codes[:, names.index("method")]
+        typical = hazard.typical_transit_[country, method]  # type: ignore[attr-defined]
+        since = state.days_since_last_scan
+        median_gap = self.gaps_.lookup(self.gaps_.median, country, state.last_milestone)
+        columns = {
+            "country": country,
+            "method": method,
+            "last_milestone": state.last_milestone,
+            "furthest": state.furthest,
+            "elapsed": elapsed,
+            "horizon": horizon,
+            "hazard_logit": _logit(prior),
+            "relative_time": elapsed / np.maximum(typical, 1.0),
+            "days_since_last_scan": since,
+            "relative_silence": since / median_gap,
+            "n_scans": state.n_scans,
+            **{f"first_{name}": state.first_day[name] for name in KEY_MILESTONES},
+            "failed_attempts": state.failed_attempts,
+            "exceptions": state.exceptions,
+        }
+        return np.column_stack([columns[name] for name in FEATURES]).astype(np.float32)
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(
+        self,
+        lanes: EncodedFeatures,
+        state: ScanState,
+        elapsed: np.ndarray,
+        horizons: np.ndarray,
+        hazard: object,
+    ) -> np.ndarray:
+        """``P(T > horizons[i, j] | T > elapsed[i], scans)`` per row (all rows must have
+        scans). ``lanes`` are the rows' encoded features; horizons at or before ``elapsed``
+        give 1."""
+        elapsed = np.asarray(elapsed, dtype=np.int64)
+        horizons = np.asarray(horizons, dtype=np.int64)
+        n, k = horizons.shape
+        if n == 0:
+            return np.zeros((0, k))
+        prior = hazard.conditional_survival(lanes, elapsed, horizons)  # type: ignore[attr-defined]
+        ahead = np.maximum(horizons - elapsed[:, None], 0)
+        blocks = [
+            self._design(lanes, state, elapsed, ahead[:, j], prior[:, j], hazard) for j in range(k)
+        ]
+        p = self.classifier_.predict_proba(np.concatenate(blocks))[:, 1].reshape(k, n).T
+        return np.where(ahead <= 0, 1.0, p)
+
+    def stalled(self, lanes: EncodedFeatures, state: ScanState, hazard: object) -> np.ndarray:
+        """No scan for far longer than this lane usually stays silent after the last one."""
+        names = hazard.encoder_.feature_names  # type: ignore[attr-defined]
+        country = lanes.codes[:, names.index("country")]
+        limit = self.gaps_.lookup(self.gaps_.stall, country, state.last_milestone)
+        return state.has_scans & (state.days_since_last_scan > limit)

@@ -19,10 +19,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model.errors import PolicyConfigError
+from model.events import MILESTONES
 
 __all__ = [
     "ACTIONS",
     "REASON_MESSAGES",
+    "TRACKING_REASONS",
     "CostRow",
     "Decisions",
     "PolicyConfig",
@@ -47,7 +49,38 @@ REASON_MESSAGES: dict[str, str] = {
     "max_extensions_reached": "The window was already extended the maximum number of times.",
     "unseen_country": "No history for this country: a pooled estimate was used.",
     "sparse_lane": "Little history for this country: a pooled estimate was used.",
+    "stalled": "No carrier scan for far longer than this lane usually stays silent after the"
+    " last one: probably lost.",
+    "in_customs": "Held in customs at the destination (on some lanes this takes weeks).",
+    "cleared_customs": "Cleared customs at the destination: the last leg is under way.",
+    "out_for_delivery": "Out for delivery.",
+    "delivery_failed": "A delivery attempt failed: the buyer may need to rearrange delivery.",
+    "awaiting_pickup": "Waiting at a pickup point for the buyer to collect.",
+    "returning_to_sender": "The carrier is returning the parcel to the sender: it will not"
+    " reach the buyer.",
+    "reported_lost": "The carrier reported the parcel lost.",
+    "carrier_exception": "The carrier reported an exception (a delay, an address problem or"
+    " damage).",
 }
+
+TRACKING_REASONS: dict[str, str] = {
+    "customs_hold": "in_customs",
+    "customs_cleared": "cleared_customs",
+    "out_for_delivery": "out_for_delivery",
+    "delivery_failed": "delivery_failed",
+    "available_for_pickup": "awaiting_pickup",
+    "returning": "returning_to_sender",
+    "returned": "returning_to_sender",
+    "lost": "reported_lost",
+    "exception": "carrier_exception",
+}
+"""The reason code a latest scan of each milestone adds (other milestones add none)."""
+_TRACKING_CODES: tuple[str, ...] = ("", *dict.fromkeys(TRACKING_REASONS.values()))
+# Milestone code (index into MILESTONES, -1 for "no scan" at the end) -> index into the above.
+_TRACKING_OF_MILESTONE = np.array(
+    [_TRACKING_CODES.index(TRACKING_REASONS.get(m, "")) for m in MILESTONES] + [0],
+    dtype=np.int64,
+)
 
 
 class CostRow(BaseModel):
@@ -132,8 +165,14 @@ def decide(
     structural_lag: np.ndarray | None = None,
     unseen_country: np.ndarray | None = None,
     sparse_lane: np.ndarray | None = None,
+    last_milestone: np.ndarray | None = None,
+    stalled: np.ndarray | None = None,
 ) -> Decisions:
-    """Choose an action per order (vectorised); see the module docstring for the rule."""
+    """Choose an action per order (vectorised); see the module docstring for the rule.
+
+    ``last_milestone`` (codes into :data:`model.events.MILESTONES`, -1 without scans) and
+    ``stalled`` only add reason codes: the probabilities already carry what scans showed.
+    """
     n = len(p_late)
     costs = expected_costs(p_late, p_after, config)
     can_extend = np.asarray(extensions) < config.max_extensions
@@ -162,9 +201,15 @@ def decide(
         _flag(unseen_country, n) & ~delivered,
         _flag(sparse_lane, n) & ~delivered,
     )
+    tracking = np.zeros(n, dtype=np.int64)
+    if last_milestone is not None:
+        tracking = np.where(delivered, 0, _TRACKING_OF_MILESTONE[np.asarray(last_milestone)])
     combination = primary * 4 + outlook
     for mask in flags:
         combination = combination * 2 + mask
+    combination = (combination * len(_TRACKING_CODES) + tracking) * 2 + (
+        _flag(stalled, n) & ~delivered
+    )
     unique, inverse = np.unique(combination, return_inverse=True)
     texts = [_reason_text(value, config.act_within_days) for value in unique.tolist()]
     reasons = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
@@ -178,7 +223,7 @@ _OUTLOOKS = ("", "likely_on_time", "likely_lost", "late_but_coming")
 @lru_cache(maxsize=4096)
 def _reason_text(combination: int, act_within_days: int) -> str:
     """The ";"-joined codes of one combination (see :func:`decide`): where the order stands,
-    what its lane is known for, the outlook, the rest."""
+    what its lane is known for, what its scans show, the outlook, the rest."""
     primaries = (
         "delivered",
         "dispute_open",
@@ -186,11 +231,16 @@ def _reason_text(combination: int, act_within_days: int) -> str:
         "outside_window",
         f"within_{act_within_days}_days",
     )
+    stalled = combination & 1
+    combination >>= 1
+    tracking = _TRACKING_CODES[combination % len(_TRACKING_CODES)]
+    combination //= len(_TRACKING_CODES)
     bits = [(combination >> (len(_FLAGS) - 1 - k)) & 1 for k in range(len(_FLAGS))]
     rest = combination >> len(_FLAGS)
     present = [name for name, bit in zip(_FLAGS, bits, strict=True) if bit]
     lane = [name for name in present if name == "structural_lag"]
-    codes = [primaries[rest // 4], *lane, _OUTLOOKS[rest % 4]]
+    scans = [tracking, "stalled" if stalled else ""]
+    codes = [primaries[rest // 4], *lane, *scans, _OUTLOOKS[rest % 4]]
     codes += [name for name in present if name != "structural_lag"]
     return ";".join(code for code in codes if code)
 

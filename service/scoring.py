@@ -14,12 +14,20 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from model.events import ScanTable, milestone_names
 from model.features import Columns, column
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
 from service.policy import PolicyConfig, decide
 
-__all__ = ["SCORED_COLUMNS", "ScoredBatch", "score_columns", "score_frame", "score_raw"]
+__all__ = [
+    "SCORED_COLUMNS",
+    "ScoredBatch",
+    "score_columns",
+    "score_frame",
+    "score_raw",
+    "scored_frame",
+]
 
 SCORED_COLUMNS = (
     "order_id",
@@ -32,18 +40,30 @@ SCORED_COLUMNS = (
     "respond_by",
     "reasons",
     "model_version",
+    "last_milestone",
+    "days_since_last_scan",
 )
 
 
 def score_columns(
-    orders: Columns, model: AdvisorModel, policy: PolicyConfig, as_of: date
+    orders: Columns,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: date,
+    scans: ScanTable | None = None,
+    scan_rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Recommend an action for each validated open order: :data:`SCORED_COLUMNS` as arrays
     aligned with ``orders`` (a validated frame or the same columns as arrays).
 
-    ``new_deadline`` and ``respond_by`` are ``datetime64[ns]`` midnights or NaT.
+    ``scans`` holds the orders' carrier scans (checked against them; any order may have
+    none), found by ``order_id`` or by ``scan_rows`` (see
+    :meth:`model.predictor.AdvisorModel.predict_columns`). ``new_deadline`` and ``respond_by`` are ``datetime64[ns]`` midnights or NaT;
+    ``last_milestone`` is None and ``days_since_last_scan`` NaN for an order without scans.
     """
-    predictions = model.predict_columns(orders, as_of, extension_days=policy.extension_days)
+    predictions = model.predict_columns(
+        orders, as_of, extension_days=policy.extension_days, scans=scans, scan_rows=scan_rows
+    )
     dispute_opened_at = column(orders, "dispute_opened_at").astype("datetime64[ns]", copy=False)
     decisions = decide(
         p_late=predictions["p_late"],
@@ -56,6 +76,8 @@ def score_columns(
         structural_lag=predictions["structural_lag"],
         unseen_country=predictions["unseen_country"],
         sparse_lane=predictions["sparse_lane"],
+        last_milestone=predictions["last_milestone"],
+        stalled=predictions["stalled"],
     )
     extend = decisions.action == "extend"
     respond = decisions.action == "respond_to_dispute"
@@ -81,15 +103,30 @@ def score_columns(
         ),
         "reasons": decisions.reasons,
         "model_version": np.full(n, model.model_version, dtype=object),
+        "last_milestone": milestone_names(predictions["last_milestone"]),
+        "days_since_last_scan": predictions["days_since_last_scan"].astype(np.float64),
     }
 
 
 def score_frame(
-    orders: pd.DataFrame, model: AdvisorModel, policy: PolicyConfig, as_of: date
+    orders: pd.DataFrame,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: date,
+    scans: ScanTable | None = None,
 ) -> pd.DataFrame:
     """:func:`score_columns` of a validated frame, as a frame (rows and order kept)."""
-    scored = score_columns(orders, model, policy, as_of)
-    return pd.DataFrame(scored, columns=list(SCORED_COLUMNS))
+    return scored_frame(score_columns(orders, model, policy, as_of, scans))
+
+
+def scored_frame(scored: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:func:`score_columns`' arrays as a frame; ``days_since_last_scan`` becomes a
+    nullable integer column (empty for orders without scans)."""
+    frame = pd.DataFrame(scored, columns=list(SCORED_COLUMNS))
+    frame["days_since_last_scan"] = pd.array(
+        np.round(scored["days_since_last_scan"]), dtype="Int64"
+    )
+    return frame
 
 
 @dataclass(frozen=True)
@@ -107,9 +144,11 @@ def score_raw(
     as_of: date,
     *,
     lines: np.ndarray | None = None,
+    scans: ScanTable | None = None,
 ) -> ScoredBatch:
     """Validate raw open orders, then score the rows that pass; every row ends up in one."""
     validated = validate_open_orders(raw, as_of=as_of, lines=lines)
     return ScoredBatch(
-        scored=score_frame(validated.valid, model, policy, as_of), rejects=validated.rejects
+        scored=score_frame(validated.valid, model, policy, as_of, scans),
+        rejects=validated.rejects,
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from service.api.frames import orders_columns, recommendations
+from service.api.frames import orders_columns, orders_scans, recommendations
 from service.api.schemas import OpenOrder
 from service.api.state import LoadedModel
 from service.scoring import score_columns
@@ -35,7 +35,9 @@ RECENT_ORDERS = 2000
 def score_orders(orders: list[OpenOrder], loaded: LoadedModel, as_of: date) -> list[dict[str, Any]]:
     """Score checked orders with one snapshot: the one scoring function, JSON-ready rows."""
     columns = orders_columns(orders)
-    return recommendations(score_columns(columns, loaded.model, loaded.policy, as_of))
+    scans = orders_scans(orders)
+    table, rows = scans if scans is not None else (None, None)
+    return recommendations(score_columns(columns, loaded.model, loaded.policy, as_of, table, rows))
 
 
 @dataclass

@@ -10,23 +10,25 @@ function, without parsing text a second time or building a DataFrame.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from model.events import MILESTONE_CODE, ScanTable
 from model.features import column
 from model.schema import UNKNOWN_METHOD
 from service.api.schemas import OpenOrder
 from service.policy import reason_message
 
-__all__ = ["orders_columns", "orders_frame", "reason_list", "recommendations"]
+__all__ = ["orders_columns", "orders_frame", "orders_scans", "reason_list", "recommendations"]
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_NS = 86_400 * 10**9
 _NAT = np.iinfo(np.int64).min
+_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def _dates(values: list[date | None]) -> np.ndarray:
@@ -74,6 +76,32 @@ def orders_columns(orders: Sequence[OpenOrder]) -> dict[str, np.ndarray]:
     }
 
 
+def orders_scans(orders: Sequence[OpenOrder]) -> tuple[ScanTable, np.ndarray] | None:
+    """The orders' scans as a table keyed by position (two requests of one micro-batch may
+    share an order_id), and each order's row in it; None when no order carries any.
+
+    Exact duplicate scans of an order count once, as in events files.
+    """
+    if not any(order.events for order in orders):
+        return None
+    owner, time_ns, code = [], [], []
+    epoch = datetime(1970, 1, 1)
+    for position, order in enumerate(orders):
+        for event in dict.fromkeys(order.events or ()):  # exact duplicates once, in order
+            owner.append(position)
+            time_ns.append((event.event_at - epoch) // _ONE_MICROSECOND * 1000)
+            code.append(MILESTONE_CODE[event.milestone])
+    n = len(orders)
+    table = ScanTable.from_arrays(
+        np.arange(n),
+        np.array(owner, dtype=np.int64),
+        np.array(time_ns, dtype=np.int64),
+        np.array(code, dtype=np.int8),
+        np.zeros(len(owner), dtype=np.int64),
+    )
+    return table, np.arange(n, dtype=np.int64)
+
+
 def orders_frame(orders: Sequence[OpenOrder]) -> pd.DataFrame:
     """:func:`orders_columns` as a DataFrame: the frame ``validate_open_orders`` returns."""
     columns = {
@@ -113,6 +141,11 @@ def recommendations(scored: Mapping[str, Any]) -> list[dict[str, Any]]:
         "respond_by": _iso_dates(values("respond_by")),
         "reasons": [reason_list(r) for r in values("reasons").tolist()],
         "model_version": values("model_version").tolist(),
+        "last_milestone": values("last_milestone").tolist(),
+        "days_since_last_scan": [
+            None if d != d else int(d)  # NaN: no scans
+            for d in values("days_since_last_scan").astype(np.float64).tolist()
+        ],
     }
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

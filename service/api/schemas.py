@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from model.events import MILESTONES
 from model.schema import MAX_DATE, MIN_DATE, iso_country_codes
 
 __all__ = [
@@ -46,11 +47,14 @@ __all__ = [
     "RecommendationRequest",
     "ReloadRequest",
     "ReloadResponse",
+    "TrackingEvent",
     "today_utc",
 ]
 
 MAX_TEXT = 200  # characters of an id, method or region
+MAX_DESCRIPTION = 1000  # characters of a scan's description
 MAX_EXTENSIONS = 10_000
+MAX_EVENTS = 200  # scans per order
 
 
 def today_utc() -> date:
@@ -102,6 +106,65 @@ IsoDate = Annotated[
 ]
 
 
+def _iso_datetime(value: Any) -> datetime:
+    """An ISO 8601 date or date-time as a naive UTC date-time (an offset is converted to
+    UTC; a date alone is its midnight), as the batch path reads ``event_at``."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10 and text[4] == "-" and text[7] == "-":
+                moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+            elif len(text) > 10 and text[10] in "T ":
+                moment = datetime.fromisoformat(text)
+            else:
+                raise ValueError(text)
+        except (ValueError, IndexError):
+            raise PydanticCustomError(
+                "datetime_format",
+                "{value} is not an ISO 8601 date or datetime",
+                {"value": repr(value[:40])},
+            ) from None
+    else:
+        raise PydanticCustomError("datetime_type", "must be an ISO 8601 date-time string", {})
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if not MIN_DATE <= moment.date() <= MAX_DATE:
+        raise PydanticCustomError(
+            "date_range",
+            "date out of the supported range {low} to {high}",
+            {"low": MIN_DATE.isoformat(), "high": MAX_DATE.isoformat()},
+        )
+    return moment
+
+
+IsoDateTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_datetime),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 date-time (or date); an offset is converted to UTC.",
+        }
+    ),
+]
+
+
+def _milestone(value: Any) -> Any:
+    """Milestones match case-insensitively (as in events files)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Milestone = Annotated[
+    Literal[MILESTONES],  # type: ignore[valid-type]
+    BeforeValidator(_milestone),
+]
+
+
 def _country_code(value: str) -> str:
     if value not in iso_country_codes():
         raise PydanticCustomError(
@@ -142,6 +205,7 @@ Money = Annotated[
 ]
 
 _DATE_ADAPTER: TypeAdapter[date] = TypeAdapter(IsoDate)
+_EVENT_AT_ADAPTER: TypeAdapter[datetime] = TypeAdapter(IsoDateTime)
 _DATE_FIELDS = ("shipped_at", "deadline", "delivered_at", "ordered_at", "dispute_opened_at")
 
 ORDER_EXAMPLE: dict[str, Any] = {
@@ -179,6 +243,8 @@ RECOMMENDATION_EXAMPLE: dict[str, Any] = {
         },
     ],
     "model_version": "20261101-07bf84e232",
+    "last_milestone": None,
+    "days_since_last_scan": None,
 }
 
 
@@ -251,8 +317,66 @@ def _problem_details(problems: list[tuple[str, str]], data: Any) -> list[InitErr
     ]
 
 
+class TrackingEvent(BaseModel):
+    """One carrier scan of the order (the events schema, without ``order_id``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_at": "2026-10-28T09:14:00-03:00",
+                    "milestone": "customs_cleared",
+                    "location": "Curitiba, BR",
+                    "description": "Fiscalização aduaneira finalizada",
+                }
+            ]
+        },
+    )
+
+    event_at: IsoDateTime = Field(description="When the scan happened.")
+    milestone: Milestone = Field(description="One of the product's milestones.")
+    carrier: Annotated[Text | None, AfterValidator(_blank_is_none)] = None
+    location: Annotated[Text | None, AfterValidator(_blank_is_none)] = None
+    description: Annotated[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_DESCRIPTION)] | None,
+        AfterValidator(_blank_is_none),
+    ] = None
+
+
+def event_problems(
+    events: Any, shipped: date | None, prefix: tuple[Any, ...] = ()
+) -> list[InitErrorDetails]:
+    """Scans dated before the order's shipment, located as ``events[i].event_at``."""
+    if not isinstance(shipped, date) or not isinstance(events, list):
+        return []
+    problems = []
+    for index, event in enumerate(events):
+        raw = event.event_at if isinstance(event, TrackingEvent) else None
+        if raw is None and isinstance(event, Mapping):
+            try:
+                raw = _EVENT_AT_ADAPTER.validate_python(event.get("event_at"))
+            except ValidationError:
+                continue
+        if isinstance(raw, datetime) and raw.date() < shipped:
+            problems.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "date_order",
+                        f"scan dated {raw.date().isoformat()}, before the order's shipped_at"
+                        f" ({shipped.isoformat()})",
+                    ),
+                    loc=(*prefix, "events", index, "event_at"),
+                    input=raw.isoformat(),
+                )
+            )
+    return problems
+
+
 class OpenOrder(BaseModel):
-    """One open order: the open-orders columns; optional fields may be omitted or null."""
+    """One open order: the open-orders columns; optional fields may be omitted or null.
+    ``events`` are its carrier scans (optional; only those dated by ``as_of`` are used)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, json_schema_extra={"examples": [ORDER_EXAMPLE]}
@@ -280,6 +404,11 @@ class OpenOrder(BaseModel):
     weight_g: Money = None
     declared_value_usd: Money = None
     ordered_at: IsoDate | None = None
+    events: list[TrackingEvent] | None = Field(
+        None,
+        max_length=MAX_EVENTS,
+        description=f"Carrier scans of this order (at most {MAX_EVENTS}); null = no tracking.",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -292,18 +421,20 @@ class OpenOrder(BaseModel):
             failed = {e["loc"][0] for e in errors if e["loc"]}
             dates = _parsed_dates(data, failed)
             as_of = dates.get("as_of") if "as_of" in cls.model_fields else None
-            problems = date_order_problems(dates, as_of)
+            problems = _problem_details(date_order_problems(dates, as_of), data)
+            if "events" not in failed and isinstance(data, Mapping):
+                problems += event_problems(data.get("events"), dates.get("shipped_at"))
             if not problems:
                 raise
             raise ValidationError.from_exception_data(
-                cls.__name__, _error_details(errors) + _problem_details(problems, data)
+                cls.__name__, _error_details(errors) + problems
             ) from None
         values = order.__dict__
-        problems = date_order_problems(values, values.get("as_of"))
+        problems = _problem_details(date_order_problems(values, values.get("as_of")), data)
+        if order.events:
+            problems += event_problems(order.events, order.shipped_at)
         if problems:
-            raise ValidationError.from_exception_data(
-                cls.__name__, _problem_details(problems, data)
-            )
+            raise ValidationError.from_exception_data(cls.__name__, problems)
         return order
 
 
@@ -453,6 +584,12 @@ class Recommendation(BaseModel):
     respond_by: date | None
     reasons: list[Reason]
     model_version: str
+    last_milestone: str | None = Field(
+        description="The latest milestone scanned by as_of (null without scans)."
+    )
+    days_since_last_scan: int | None = Field(
+        description="Days from the latest scan to as_of (null without scans)."
+    )
 
 
 class BatchResponse(BaseModel):

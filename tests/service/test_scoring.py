@@ -10,7 +10,13 @@ from data.generate import DEFAULT_AS_OF as AS_OF
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
 from service.policy import ACTIONS, REASON_MESSAGES, PolicyConfig
-from service.scoring import SCORED_COLUMNS, score_columns, score_frame, score_raw
+from service.scoring import (
+    SCORED_COLUMNS,
+    score_columns,
+    score_frame,
+    score_raw,
+    scored_frame,
+)
 
 EXPECTED_COLUMNS = [
     "order_id",
@@ -23,6 +29,8 @@ EXPECTED_COLUMNS = [
     "respond_by",
     "reasons",
     "model_version",
+    "last_milestone",
+    "days_since_last_scan",
 ]
 PRIMARY = {
     "none": {"delivered", "window_closed", "outside_window", "within_5_days"},
@@ -169,6 +177,6 @@ def test_column_arrays_score_like_the_frame(
     assert list(from_arrays) == list(SCORED_COLUMNS)
     assert all(len(values) == rows for values in from_arrays.values())
     expected = score_frame(frame, small_model, PolicyConfig(), AS_OF)
-    pd.testing.assert_frame_equal(pd.DataFrame(from_arrays, columns=list(SCORED_COLUMNS)), expected)
+    pd.testing.assert_frame_equal(scored_frame(from_arrays), expected)
     assert from_arrays["new_deadline"].dtype == np.dtype("datetime64[ns]")
     assert from_arrays["respond_by"].dtype == np.dtype("datetime64[ns]")

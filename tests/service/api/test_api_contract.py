@@ -38,6 +38,8 @@ FIELDS = {
     "respond_by",
     "reasons",
     "model_version",
+    "last_milestone",
+    "days_since_last_scan",
 }
 
 

@@ -39,7 +39,7 @@ __all__ = [
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 # 2: interaction constraints renumbered (curves exact for regional lanes), relative time.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the model may carry a scan model
 # Libraries whose pickles must match: (name, how many version parts must agree).
 _PINNED = (("scikit-learn", 2), ("numpy", 1), ("joblib", 1))
 
@@ -64,8 +64,10 @@ def save_model(
     data_sha256: str,
     data_source: str,
     rows_rejected: int = 0,
+    events: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the model and its manifest atomically; returns the manifest."""
+    """Write the model and its manifest atomically; returns the manifest. ``events``
+    describes the training scans (source, sha256, counts), when there were any."""
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)
@@ -89,6 +91,7 @@ def save_model(
                 "rows_valid": model.training["rows"],
                 "rows_rejected": rows_rejected,
                 "rows_used": model.training["rows_used"],
+                **({"events": events} if events is not None else {}),
             },
             "libraries": library_versions(),
             "training": {k: v for k, v in model.training.items() if k != "holdout"},

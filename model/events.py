@@ -173,7 +173,9 @@ def validate_events(
     rejects = pd.DataFrame(
         {
             "line": line[failed],
-            "order_id": ids.text.where(~ids.blank, None).to_numpy(dtype=object)[failed],
+            "order_id": pd.Series(
+                np.where(ids.blank, None, ids.text.to_numpy(dtype=object))[failed], dtype=object
+            ),
             "column": errors.column[failed],
             "reason": errors.reason[failed],
         },

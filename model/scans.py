@@ -37,7 +37,12 @@ from model.events import (
 )
 from model.features import EncodedFeatures, days_between
 
-__all__ = ["LandmarkScanModel", "ScanGaps", "state_at"]
+__all__ = ["LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
+
+
+class TooFewTrackedParcels(ValueError):
+    """The history has too few parcels with scans to learn what scans say."""
+
 
 _EPS = 1e-6
 _MIN_GAPS = 30  # gaps a (lane, milestone) needs for its own silence statistics
@@ -216,7 +221,7 @@ class LandmarkScanModel(BaseEstimator):
         tracked = np.flatnonzero(order_index >= 0)
         self.n_tracked_parcels_ = len(tracked)
         if len(tracked) < self.min_parcels:
-            raise ValueError(
+            raise TooFewTrackedParcels(
                 f"{len(tracked)} history parcels have scans; at least {self.min_parcels}"
                 " are needed to learn from scans"
             )
@@ -330,7 +335,11 @@ class LandmarkScanModel(BaseEstimator):
             "days_since_last_scan": since,
             "relative_silence": since / median_gap,
             "n_scans": state.n_scans,
-            **{f"first_{name}": state.first_day[name] for name in KEY_MILESTONES},
+            # -1: not scanned (yet); a sentinel below every real day, never an all-NaN column.
+            **{
+                f"first_{name}": np.nan_to_num(state.first_day[name], nan=-1.0)
+                for name in KEY_MILESTONES
+            },
             "failed_attempts": state.failed_attempts,
             "exceptions": state.exceptions,
         }

@@ -26,7 +26,7 @@ from model.events import ScanTable
 from model.hazard import DiscreteTimeHazard, predict_conditional
 from model.km import LaneKaplanMeier
 from model.predictor import AdvisorModel
-from model.scans import LandmarkScanModel, state_at
+from model.scans import LandmarkScanModel, TooFewTrackedParcels, state_at
 
 __all__ = ["TrainingConfig", "lane_table", "train_model"]
 
@@ -144,7 +144,7 @@ def _scan_model(
     model = LandmarkScanModel(extension_days=config.extension_days, **config.scans)
     try:
         return model.fit(history, scans, as_of, hazard)
-    except ValueError:  # too few parcels with scans to learn from
+    except TooFewTrackedParcels:
         return None
 
 
@@ -245,7 +245,7 @@ def _holdout(
                 calibrated[with_scans, 1], after[with_scans]
             ),
             "p_late_after_extension_lane_only": probability_metrics(
-                np.minimum(calibrator.transform(hazard_raw[with_scans])[:, 1], 1.0),
+                calibrator.transform(hazard_raw[with_scans])[:, 1],
                 after[with_scans],
             ),
         }

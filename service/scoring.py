@@ -58,8 +58,9 @@ def score_columns(
 
     ``scans`` holds the orders' carrier scans (checked against them; any order may have
     none), found by ``order_id`` or by ``scan_rows`` (see
-    :meth:`model.predictor.AdvisorModel.predict_columns`). ``new_deadline`` and ``respond_by`` are ``datetime64[ns]`` midnights or NaT;
-    ``last_milestone`` is None and ``days_since_last_scan`` NaN for an order without scans.
+    :meth:`model.predictor.AdvisorModel.predict_columns`). ``new_deadline`` and
+    ``respond_by`` are ``datetime64[ns]`` midnights or NaT; ``last_milestone`` is None and
+    ``days_since_last_scan`` NaN for an order without scans.
     """
     predictions = model.predict_columns(
         orders, as_of, extension_days=policy.extension_days, scans=scans, scan_rows=scan_rows

@@ -32,6 +32,14 @@ ModelDir = Annotated[
         "--model", help="Model directory (default: $ADVISOR_MODEL_DIR, else ./artifacts/model)."
     ),
 ]
+EventsPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--events",
+        help="Carrier scans of these orders (.csv, .csv.gz, .parquet): order_id, event_at,"
+        " milestone[, carrier, location, description].",
+    ),
+]
 HistoryPath = Annotated[
     Path | None,
     typer.Option(
@@ -81,3 +89,11 @@ def print_rejects_summary(rejects: Any, what: str, limit: int = 10) -> None:
     for row in rejects.head(limit).itertuples(index=False):
         table.add_row(str(row.line), str(row.order_id), str(row.column), str(row.reason))
     console.print(table)
+
+
+def print_events_summary(events: Any, what: str) -> None:
+    """Say what was read from an events file, and list its rejected rows."""
+    if events is None:
+        return
+    console.print(events.describe(), highlight=False, soft_wrap=True)
+    print_rejects_summary(events.rejects, what)

@@ -16,6 +16,7 @@ from rich.table import Table
 from model.errors import AdvisorError
 from service.cli.common import (
     AsOf,
+    EventsPath,
     HistoryPath,
     ModelDir,
     as_date,
@@ -23,6 +24,7 @@ from service.cli.common import (
     friendly_errors,
     model_dir_or_default,
     out,
+    print_events_summary,
     print_rejects_summary,
     today_utc,
 )
@@ -58,20 +60,32 @@ def train(
     history: HistoryPath = None,
     as_of: AsOf = None,
     model: ModelDir = None,
+    events: EventsPath = None,
 ) -> None:
-    """Fit the late-arrival model, calibrate it on a time-based holdout, save the artifact."""
+    """Fit the late-arrival model, calibrate it on a time-based holdout, save the artifact.
+
+    With scans (--events, or the default history's own), orders that have scans get the
+    scan-aware model."""
     from service.history import train_and_save
 
     directory = model_dir_or_default(model)
     trained = train_and_save(
-        history, directory, get_settings(), as_of=as_date(as_of), status=console.status
+        history,
+        directory,
+        get_settings(),
+        as_of=as_date(as_of),
+        status=console.status,
+        events_path=events,
     )
     loaded, fitted, manifest = trained.history, trained.fitted, trained.manifest
     if loaded.generated_now:
-        console.print(f"generated the default history at {loaded.path}")
+        console.print(f"generated the default history (and its scans) at {loaded.path}")
     print_rejects_summary(loaded.validated.rejects, "history rows")
     if trained.rejects_path is not None:
         console.print(f"rejected rows written to {trained.rejects_path}")
+    print_events_summary(loaded.events, "scans")
+    if trained.events_rejects_path is not None:
+        console.print(f"rejected scans written to {trained.events_rejects_path}")
     summary = Table(title=f"model {manifest['model_version']} saved to {directory}")
     summary.add_column("measure")
     summary.add_column("value", justify="right")
@@ -86,6 +100,19 @@ def train(
             value = metrics.get(key)
             summary.add_row(f"{name} {key}", "n/a" if value is None else f"{value:.4f}")
     summary.add_row("calibration", fitted.calibrator.note)
+    scans = holdout.get("scans")
+    if scans:
+        summary.add_row("holdout decisions with scans", str(scans["test_decisions_with_scans"]))
+        for name in ("p_late_with_scans", "p_late_after_extension_with_scans"):
+            metrics = scans.get(name) or {}
+            for key in ("auc", "brier"):
+                value = metrics.get(key)
+                summary.add_row(f"{name} {key}", "n/a" if value is None else f"{value:.4f}")
+    trained_scans = fitted.training.get("scans")
+    if trained_scans:
+        summary.add_row("scan model", str(trained_scans["model"]))
+        if trained_scans.get("calibration"):
+            summary.add_row("scan calibration", str(trained_scans["calibration"]["note"]))
     summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
     out.print(summary)
 
@@ -99,8 +126,10 @@ def evaluate(
         Path, typer.Option("--out", help="Directory for evaluation.json and plots.")
     ] = Path("artifacts/evaluation"),
     holdout_days: Annotated[int, typer.Option("--holdout-days", min=30)] = 150,
+    events: EventsPath = None,
 ) -> None:
-    """Time-based backtest: AUC/Brier, calibration, lag table and decision cost vs rules."""
+    """Time-based backtest: AUC/Brier, calibration, lag table and decision cost vs rules
+    (with scans: with and without them, each decision seeing only scans up to its day)."""
     import json
 
     from data.generate import read_generator_meta, true_survival
@@ -108,12 +137,13 @@ def evaluate(
     from model.errors import ModelNotFoundError
     from model.train import TrainingConfig
     from service.evaluation.backtest import plot_evaluation, run_backtest
-    from service.history import latest_date, load_history
+    from service.history import generated_scan_truth, latest_date, load_history
     from service.policy import load_policy
 
     settings = get_settings()
-    loaded = load_history(history, settings)
+    loaded = load_history(history, settings, events)
     print_rejects_summary(loaded.validated.rejects, "history rows")
+    print_events_summary(loaded.events, "scans")
     valid = loaded.validated.valid
     cutoff = as_date(as_of) or latest_date(valid)
     config = TrainingConfig()
@@ -131,6 +161,8 @@ def evaluate(
             config=config,
             holdout_days=holdout_days,
             truth=truth,
+            scans=loaded.events.table if loaded.events is not None else None,
+            scan_truth=generated_scan_truth(loaded),
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result.summary, indent=2, default=str))
@@ -146,8 +178,20 @@ def print_evaluation(summary: dict[str, Any]) -> None:
     )
     for column in ("estimate", "AUC", "Brier", "mean p", "late share"):
         quality.add_column(column, justify="right")
-    for key in ("p_late", "p_late_kaplan_meier", "p_late_true", "p_late_after_extension"):
-        metrics = summary.get(key)
+    scans = summary.get("scans") or {}
+    rows = [(key, summary.get(key)) for key in ("p_late", "p_late_kaplan_meier", "p_late_true")]
+    rows.append(("p_late_after_extension", summary.get("p_late_after_extension")))
+    if scans:  # the decisions that had scans, with and without them
+        rows += [
+            (f"{key} ({scans['decisions_with_scans']:,} with scans)", scans.get(key))
+            for key in (
+                "p_late_with_scans",
+                "p_late_lane_only",
+                "p_late_after_extension_with_scans",
+                "p_late_after_extension_lane_only",
+            )
+        ]
+    for key, metrics in rows:
         if metrics:
             quality.add_row(
                 key,
@@ -168,7 +212,7 @@ def print_evaluation(summary: dict[str, Any]) -> None:
         "none",
     ):
         costs.add_column(column, justify="right")
-    captured = summary.get("savings_captured", {})
+    captured = scans.get("savings_captured_with_scans") or summary.get("savings_captured", {})
     for row in summary["strategies"]:
         share = captured.get(row["strategy"])
         costs.add_row(
@@ -181,6 +225,25 @@ def print_evaluation(summary: dict[str, Any]) -> None:
             str(row["none"]),
         )
     out.print(costs)
+    gain = scans.get("tracking_gain_captured")
+    if gain is not None:
+        out.print(
+            f"tracking gain captured: {gain:.1%} (share of what scans can save over the best"
+            " decisions without them that the policy achieves)"
+        )
+    if scans.get("by_last_milestone"):
+        milestones = Table(title="p_late_after_extension by last milestone (backtest decisions)")
+        for column in ("last milestone", "decisions", "with scans", "lane only", "observed"):
+            milestones.add_column(column, justify="right")
+        for row in scans["by_last_milestone"]:
+            milestones.add_row(
+                row["last_milestone"],
+                f"{int(row['decisions']):,}",
+                f"{row['p_with_scans']:.3f}",
+                f"{row['p_lane_only']:.3f}",
+                f"{row['observed']:.3f}",
+            )
+        out.print(milestones)
     calibration = Table(title="calibration of p_late (backtest decisions)")
     for column in ("p_late bin", "decisions", "mean predicted", "observed late share"):
         calibration.add_column(column, justify="right")

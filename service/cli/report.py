@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import console, friendly_errors, out, print_rejects_summary
+from service.cli.common import (
+    EventsPath,
+    console,
+    friendly_errors,
+    out,
+    print_events_summary,
+    print_rejects_summary,
+)
 
 
 @friendly_errors
@@ -34,22 +41,25 @@ def report_command(
         datetime | None,
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="Cut-off date (YYYY-MM-DD)."),
     ] = None,
+    events: EventsPath = None,
 ) -> None:
     """Write one self-contained HTML report: transit times, late share by month,
-    calibration, decision cost beside the rules, and the per-lane table."""
+    calibration, decision cost beside the rules, what the scans change, and the per-lane
+    table."""
     from data.generate import read_generator_meta, true_survival
     from model.artifact import load_model
     from model.errors import AdvisorError, ModelNotFoundError
     from model.train import TrainingConfig
     from service.evaluation.report import build_report, render_report
-    from service.history import latest_date, load_history
+    from service.history import generated_scan_truth, latest_date, load_history
     from service.policy import load_policy
     from service.settings import get_settings
 
     settings = get_settings()
     with console.status("reading history"):
-        loaded = load_history(history, settings)
+        loaded = load_history(history, settings, events)
     print_rejects_summary(loaded.validated.rejects, "history rows")
+    print_events_summary(loaded.events, "scans")
     valid = loaded.validated.valid
     if valid.empty:
         raise AdvisorError(f"{loaded.path}: no valid shipment rows to report on")
@@ -81,6 +91,8 @@ def report_command(
             config=config,
             rows_rejected=len(loaded.validated.rejects),
             truth=truth,
+            scans=loaded.events.table if loaded.events is not None else None,
+            scan_truth=generated_scan_truth(loaded),
         )
     if context.backtest_note:
         console.print(f"no backtest: {context.backtest_note}", highlight=False, soft_wrap=True)

@@ -46,6 +46,7 @@ SECTION_IDS: tuple[str, ...] = (
     "late-by-month",
     "calibration",
     "decision-cost",
+    "scans",
     "lanes",
 )
 MAX_BOXES = 15  # destinations / regions shown in one distribution plot
@@ -58,6 +59,8 @@ _STRATEGY_LABELS = {
     "extend_brazil_only": "extend Brazil only",
     "policy_kaplan_meier": "policy on per-lane Kaplan-Meier",
     "bayes_limit": "Bayes limit (true probabilities)",
+    "policy_without_scans": "advisor policy ignoring scans",
+    "bayes_limit_with_scans": "Bayes limit with scans (true probabilities)",
 }
 
 
@@ -294,6 +297,37 @@ def _cost_figure(summary: dict[str, Any]) -> str | None:
     return png_data_uri(fig)
 
 
+def _milestone_figure(scans: dict[str, Any]) -> str | None:
+    """Mean p_late_after_extension by last milestone: with scans, lane only, observed."""
+    rows = [r for r in scans.get("by_last_milestone") or [] if r["decisions"] >= 5]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 0.5 * len(rows) + 1.6))
+    y = np.arange(len(rows))
+    series = [
+        ("p_with_scans", "advisor with scans", "#d6604d"),
+        ("p_lane_only", "advisor, lane only", "#92c5de"),
+        ("observed", "observed share", "#4d4d4d"),
+    ]
+    if "p_true" in rows[0]:
+        series.append(("p_true", "true (generator)", "#1b7837"))
+    height = 0.8 / len(series)
+    for k, (key, label, color) in enumerate(series):
+        ax.barh(y + k * height, [r[key] for r in rows], height=height, color=color, label=label)
+    ax.set_yticks(
+        y + 0.4 - height / 2, [f"{r['last_milestone']} ({int(r['decisions'])})" for r in rows]
+    )
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("p_late_after_extension (mean over decisions)")
+    ax.set_title("Late even after an extension, by the last milestone scanned")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
 # -- the backtest ---------------------------------------------------------------------------
 def backtest_for_report(
     history: pd.DataFrame,
@@ -303,6 +337,8 @@ def backtest_for_report(
     config: TrainingConfig | None = None,
     holdout_days: int = 150,
     truth: Any = None,
+    scans: Any = None,
+    scan_truth: Any = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The backtest summary for the calibration and cost sections, or why there is none.
 
@@ -319,6 +355,8 @@ def backtest_for_report(
             config=config,
             holdout_days=holdout_days,
             truth=truth,
+            scans=scans,
+            scan_truth=scan_truth,
         )
     except ValueError as exc:  # too little history before or after the split
         return None, f"the {holdout_days}-day backtest could not run: {exc}"
@@ -444,7 +482,8 @@ def _facts(ctx: ReportContext) -> str:
     summary = ctx.backtest
     if summary is not None:
         costs = {r["strategy"]: r["realised_cost_per_order"] for r in summary["strategies"]}
-        rules = {k: v for k, v in costs.items() if k not in {"policy", "bayes_limit"}}
+        advisor = {"policy", "policy_without_scans", "bayes_limit", "bayes_limit_with_scans"}
+        rules = {k: v for k, v in costs.items() if k not in advisor}
         if "policy" in costs and rules:
             best = min(rules, key=lambda k: rules[k])
             facts.append(
@@ -656,6 +695,91 @@ def _cost_section(ctx: ReportContext) -> str:
     )
 
 
+def _scans_section(ctx: ReportContext) -> str:
+    title = "What the scans change"
+    summary = ctx.backtest
+    scans = (summary or {}).get("scans")
+    if summary is None:
+        return _no_backtest("scans", title, ctx.backtest_note)
+    if not scans:
+        return (
+            f'<section id="scans"><h2>{title}</h2><p class="note">No carrier scans were'
+            " given with this history (train, evaluate and report take --events): every"
+            " decision used the lane and the days travelled only.</p></section>"
+        )
+    strategies = pd.DataFrame(summary["strategies"]).set_index("strategy")
+    names = [
+        n
+        for n in ("policy", "policy_without_scans", "bayes_limit_with_scans", "bayes_limit")
+        if n in strategies.index
+    ]
+    table = strategies.loc[names].reset_index()
+    table["label"] = table["strategy"].map(_STRATEGY_LABELS)
+    columns = [("label", "strategy", "text"), ("realised_cost_per_order", "per decision", "")]
+    if "expected_cost" in table:
+        table["expected_per_decision"] = table["expected_cost"] / max(summary["decisions"], 1)
+        columns.append(("expected_per_decision", "expected per decision (true p)", ""))
+    captured = scans.get("savings_captured_with_scans") or {}
+    if captured:
+        table["captured"] = table["strategy"].map(captured)
+        columns.append(("captured", "savings captured (vs Bayes with scans)", "pct"))
+    gain = scans.get("tracking_gain_captured")
+    quality = pd.DataFrame(
+        [
+            {"estimate": label, **(scans.get(key) or {})}
+            for key, label in (
+                ("p_late_with_scans", "p_late with scans"),
+                ("p_late_lane_only", "p_late, lane only"),
+                ("p_late_after_extension_with_scans", "p_late_after_extension with scans"),
+                ("p_late_after_extension_lane_only", "p_late_after_extension, lane only"),
+            )
+        ]
+    )
+    milestones = pd.DataFrame(scans.get("by_last_milestone") or [])
+    milestone_columns = [
+        ("last_milestone", "last milestone", "text"),
+        ("decisions", "decisions", "int"),
+        ("p_with_scans", "with scans", "pct"),
+        ("p_lane_only", "lane only", "pct"),
+        ("observed", "observed", "pct"),
+    ]
+    if "p_true" in milestones:
+        milestone_columns.append(("p_true", "true", "pct"))
+    lead = (
+        f"{scans['decisions_with_scans']:,} of {summary['decisions']:,} backtest decisions had"
+        " carrier scans by their decision day (each decision read only those). The same"
+        " policy decides with the scan-aware probabilities and with the lane-only ones."
+    )
+    if gain is not None:
+        lead += (
+            f" It captures <b>{gain:.1%}</b> of the tracking gain: of what the best decisions"
+            " with scans save over the best decisions without them."
+        )
+    return "\n".join(
+        [
+            f'<section id="scans"><h2>{title}</h2>',
+            f'<p class="lead">{lead}</p>',
+            _table(table, columns, flag=lambda row: row["strategy"] == "policy"),
+            "<h3>Probability quality on the decisions with scans</h3>",
+            _table(
+                quality,
+                [
+                    ("estimate", "estimate", "text"),
+                    ("n", "decisions", "int"),
+                    ("auc", "AUC", ""),
+                    ("brier", "Brier", ""),
+                    ("mean_prediction", "mean p", "pct"),
+                    ("positive_rate", "observed", "pct"),
+                ],
+            ),
+            "<h3>p_late_after_extension by last milestone</h3>",
+            _img(_milestone_figure(scans), "p_late_after_extension by last milestone"),
+            _table(milestones, milestone_columns) if len(milestones) else "",
+            "</section>",
+        ]
+    )
+
+
 def _lanes_section(ctx: ReportContext) -> str:
     lanes = ctx.lanes.reset_index()
     columns = [
@@ -695,7 +819,7 @@ def render_report(ctx: ReportContext) -> str:
         f'<a href="#{sid}">{_e(name)}</a>'
         for sid, name in zip(
             SECTION_IDS,
-            ("Transit times", "Late by month", "Calibration", "Decision cost", "Lanes"),
+            ("Transit times", "Late by month", "Calibration", "Decision cost", "Scans", "Lanes"),
             strict=True,
         )
     )
@@ -706,6 +830,7 @@ def render_report(ctx: ReportContext) -> str:
         _calibration_section(ctx),
         _cost_section(ctx),
         "</div>",
+        _scans_section(ctx),
         _lanes_section(ctx),
     ]
     return (
@@ -745,6 +870,8 @@ def build_report(
     rows_rejected: int = 0,
     holdout_days: int = 150,
     truth: Any = None,
+    scans: Any = None,
+    scan_truth: Any = None,
 ) -> ReportContext:
     """Backtest the history and gather what the report shows (render with
     :func:`render_report`).
@@ -761,6 +888,8 @@ def build_report(
         config=config,
         holdout_days=holdout_days,
         truth=truth,
+        scans=scans,
+        scan_truth=scan_truth,
     )
     if model is not None and len(model.lanes):
         lanes = model.lanes

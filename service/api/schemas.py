@@ -422,7 +422,8 @@ class OpenOrder(BaseModel):
             dates = _parsed_dates(data, failed)
             as_of = dates.get("as_of") if "as_of" in cls.model_fields else None
             problems = _problem_details(date_order_problems(dates, as_of), data)
-            if "events" not in failed and isinstance(data, Mapping):
+            whole_list_failed = any(tuple(e["loc"]) == ("events",) for e in errors)
+            if not whole_list_failed and isinstance(data, Mapping):
                 problems += event_problems(data.get("events"), dates.get("shipped_at"))
             if not problems:
                 raise

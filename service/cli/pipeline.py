@@ -37,15 +37,33 @@ def generate(
     out_path: Annotated[Path, typer.Option("--out", help="Output file (.csv, .csv.gz, .parquet).")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
     as_of: AsOf = None,
+    events_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", help="Also write the orders' carrier scans (.csv, .csv.gz, .parquet)."
+        ),
+    ] = None,
 ) -> None:
-    """Generate a synthetic shipment history (deterministic for a seed)."""
-    from data.generate import DEFAULT_AS_OF, generate_history, write_generated
+    """Generate a synthetic shipment history, and its scans (deterministic for a seed)."""
+    from data.generate import (
+        DEFAULT_AS_OF,
+        generate_history,
+        generate_shipments,
+        write_generated,
+    )
     from data.tables import table_format
 
     table_format(out_path)
+    if events_path is not None:
+        table_format(events_path)
     cutoff = as_date(as_of) or DEFAULT_AS_OF
     with console.status(f"generating {rows:,} shipments"):
-        frame = generate_history(rows, seed=seed, as_of=cutoff)
+        if events_path is None:
+            frame = generate_history(rows, seed=seed, as_of=cutoff)
+        else:
+            generated = generate_shipments(rows, seed=seed, as_of=cutoff)
+            frame = generated.frame
+            write_generated(generated.events, events_path, seed=seed, as_of=cutoff, kind="events")
         write_generated(frame, out_path, seed=seed, as_of=cutoff, kind="history")
     late = frame["delivered_at"].isna() | (frame["delivered_at"] > frame["deadline"])
     out.print(
@@ -53,6 +71,12 @@ def generate(
         f" {frame['delivered_at'].isna().mean():.1%} undelivered at cut-off,"
         f" {late.mean():.1%} late or undelivered)"
     )
+    if events_path is not None:
+        scanned = generated.events["order_id"].nunique()
+        out.print(
+            f"wrote {len(generated.events):,} scans of {scanned:,} orders to {events_path}"
+            f" ({len(frame) - scanned:,} orders without any scan)"
+        )
 
 
 @friendly_errors

@@ -626,7 +626,10 @@ def _sample_paths(law: StageLaw, group: np.ndarray, rng: np.random.Generator) ->
     )
 
 
-def _sample_conditional(
+_REJECTION_MIN_ACCEPT = 0.1  # below, late journeys are drawn by outcome and bridge
+
+
+def _rejection(
     law: StageLaw,
     group: np.ndarray,
     threshold: np.ndarray,
@@ -634,9 +637,8 @@ def _sample_conditional(
     accept: np.ndarray,
     rng: np.random.Generator,
 ) -> stages.Paths:
-    """Journeys drawn given delivery cell >= threshold (or, where ``delivered_before``,
-    0 <= delivery cell < threshold), by rejection: exact. ``accept`` is each row's
-    acceptance probability (from the exact survival), used only to size the batches."""
+    """Journeys given delivery cell >= threshold (or, where ``delivered_before``,
+    0 <= delivery cell < threshold), by rejection; ``accept`` sizes the batches."""
     n = len(group)
     entry = np.full((n, stages.N_STAGES), -1, dtype=np.int64)
     lost_stage = np.full(n, -1, dtype=np.int64)
@@ -658,6 +660,74 @@ def _sample_conditional(
         done = np.zeros(n, dtype=bool)
         done[first_rows] = True
         todo = np.concatenate([rows[~done[rows]], todo[~budget]])
+    return stages.Paths(entry=entry, lost_stage=lost_stage)
+
+
+def _sample_conditional(
+    law: StageLaw,
+    group: np.ndarray,
+    threshold: np.ndarray,
+    delivered_before: np.ndarray,
+    rng: np.random.Generator,
+) -> stages.Paths:
+    """Journeys drawn exactly given delivery cell >= threshold (or, where
+    ``delivered_before``, 0 <= delivery cell < threshold).
+
+    Rejection where it accepts often; elsewhere (a late parcel on a fast lane) the end is
+    drawn from its exact conditional law first: never delivered (lost at a stage, or
+    returned: :func:`stages.outcome_probabilities`, then the journey given that end) or
+    delivered at a cell drawn from the exact survival curve (then the journey bridged back
+    to its start, :func:`stages.sample_bridge`).
+    """
+    n = len(group)
+    used, local = np.unique(group, return_inverse=True)
+    sub = law.take(used)
+    curves = stages.survival_curves(sub, np.full(len(used), stages.MAX_CELLS))
+    late = curves[local, np.minimum(threshold, stages.MAX_CELLS)]
+    outcome_p = stages.outcome_probabilities(sub)[local]
+    never = 1.0 - outcome_p[:, Stage.DELIVERED]
+    accept = np.where(delivered_before, 1.0 - late, late)
+    direct = ~delivered_before & (late < _REJECTION_MIN_ACCEPT)
+    u = rng.random(n)
+    lost = direct & (u * late < never)
+    bridged = direct & ~lost
+
+    entry = np.full((n, stages.N_STAGES), -1, dtype=np.int64)
+    lost_stage = np.full(n, -1, dtype=np.int64)
+    parts: list[tuple[np.ndarray, stages.Paths]] = []
+    rows = np.flatnonzero(~direct)
+    parts.append(
+        (
+            rows,
+            _rejection(
+                law, group[rows], threshold[rows], delivered_before[rows], accept[rows], rng
+            ),
+        )
+    )
+    rows = np.flatnonzero(lost)
+    if len(rows):
+        ends = outcome_p[rows].copy()
+        ends[:, Stage.DELIVERED] = 0.0
+        cum = np.cumsum(ends, axis=1)
+        end = (cum < rng.random(len(rows))[:, None] * cum[:, -1:]).sum(axis=1)
+        parts.append((rows, stages.sample_paths(law, group[rows], rng, outcome=end)))
+    rows = np.flatnonzero(bridged)
+    if len(rows):
+        # P(delivery cell = t | cell >= threshold, delivered) from the survival curve S:
+        # the cell is the last t with S(t) > u, u uniform on (S(inf), S(threshold)).
+        g = local[rows]
+        top = curves[g, threshold[rows]]
+        target = top - rng.random(len(rows)) * (top - never[rows])
+        lo, hi = threshold[rows].copy(), np.full(len(rows), curves.shape[1] - 1)
+        while (hi - lo > 1).any():  # invariant: S(lo) > target >= S(hi)
+            mid = (lo + hi) // 2
+            above = curves[g, mid] > target
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        cell = np.minimum(lo, stages.MAX_CELLS - 1)
+        parts.append((rows, stages.sample_bridge(law, group[rows], cell, rng)))
+    for rows, paths in parts:
+        entry[rows] = paths.entry
+        lost_stage[rows] = paths.lost_stage
     return stages.Paths(entry=entry, lost_stage=lost_stage)
 
 
@@ -916,8 +986,7 @@ def _simulate_open(
     survival = stages.survival_at(law, group, threshold)
     delivered_flag = rng.random(rows) < OPEN_DELIVERED_SHARE
     delivered_flag &= 1.0 - survival > 1e-4  # cannot have arrived yet: drawn as undelivered
-    accept = np.where(delivered_flag, 1.0 - survival, survival)
-    paths = _sample_conditional(law, group, threshold, delivered_flag, accept, rng)
+    paths = _sample_conditional(law, group, threshold, delivered_flag, rng)
     cell = paths.delivered
     delivered = np.where(delivered_flag, ship + _cells_to_days(cell), np.nan)
 

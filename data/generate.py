@@ -248,7 +248,7 @@ EVENTS: tuple[Event, ...] = (
 
 @dataclass(frozen=True)
 class Leg:
-    """A lane-scaled leg: median = share x lane median x LEG_SCALE[method]."""
+    """A lane-scaled leg: median = share x (lane median - FIXED_DAYS) x LEG_SCALE[method]."""
 
     share: float  # share of the lane's unheld median
     spread: float  # log-sd, times the method's sigma / 0.35
@@ -256,22 +256,23 @@ class Leg:
 
 
 LEGS: dict[Kernel, Leg] = {
-    Kernel.PICKUP: Leg(0.07, 0.70, 0.0),
-    Kernel.ORIGIN: Leg(0.30, 0.60, 0.4),
-    Kernel.LINEHAUL: Leg(0.22, 0.50, 0.2),
-    Kernel.CLEARANCE: Leg(0.08, 0.80, 0.0),
-    Kernel.DOMESTIC: Leg(0.33, 0.60, 0.4),
+    Kernel.PICKUP: Leg(0.07, 0.76, 0.0),
+    Kernel.ORIGIN: Leg(0.30, 0.65, 0.4),
+    Kernel.LINEHAUL: Leg(0.22, 0.54, 0.2),
+    Kernel.CLEARANCE: Leg(0.08, 0.86, 0.0),
+    Kernel.DOMESTIC: Leg(0.33, 0.65, 0.4),
 }
 LEG_SCALE: dict[str, float] = {
-    "aliexpress_premium": 0.80,
-    "aliexpress_standard": 0.82,
-    "cainiao_super_economy": 0.82,
-    "epacket": 0.82,
-    "express": 0.74,
+    "aliexpress_premium": 0.855,
+    "aliexpress_standard": 0.835,
+    "cainiao_super_economy": 0.80,
+    "epacket": 0.83,
+    "express": 0.83,
 }
 """Per-method factor on the legs' medians so that the unheld, unstuck journey (a sum of
 skewed legs plus the fixed hours of label and delivery) keeps the method's median."""
 
+FIXED_DAYS = 0.6  # what the label and delivery hours add to a journey (not lane-scaled)
 STUCK_EXTRA = 1.0  # a stuck leg takes (its median + STUCK_EXTRA x lane median) ...
 STUCK_SIGMA = 0.5  # ... with this log-sd
 
@@ -480,7 +481,7 @@ def _law(keys: np.ndarray) -> StageLaw:
         median[:, kernel, :] = days
         sigma[:, kernel, 0] = log_sd
     for kernel, leg in LEGS.items():
-        base = leg.share * lane_median * leg_scale
+        base = leg.share * (lane_median - FIXED_DAYS) * leg_scale
         median[:, kernel, 0] = base
         median[:, kernel, 1] = base + STUCK_EXTRA * lane_median
         sigma[:, kernel, 0] = leg.spread * spread
@@ -669,9 +670,11 @@ def _sample_conditional(
     threshold: np.ndarray,
     delivered_before: np.ndarray,
     rng: np.random.Generator,
+    late: np.ndarray | None = None,
 ) -> stages.Paths:
     """Journeys drawn exactly given delivery cell >= threshold (or, where
-    ``delivered_before``, 0 <= delivery cell < threshold).
+    ``delivered_before``, 0 <= delivery cell < threshold). ``late`` is
+    ``P(delivery cell >= threshold)`` per row when the caller has it.
 
     Rejection where it accepts often; elsewhere (a late parcel on a fast lane) the end is
     drawn from its exact conditional law first: never delivered (lost at a stage, or
@@ -682,8 +685,8 @@ def _sample_conditional(
     n = len(group)
     used, local = np.unique(group, return_inverse=True)
     sub = law.take(used)
-    curves = stages.survival_curves(sub, np.full(len(used), stages.MAX_CELLS))
-    late = curves[local, np.minimum(threshold, stages.MAX_CELLS)]
+    if late is None:
+        late = stages.survival_at(sub, local, threshold)
     outcome_p = stages.outcome_probabilities(sub)[local]
     never = 1.0 - outcome_p[:, Stage.DELIVERED]
     accept = np.where(delivered_before, 1.0 - late, late)
@@ -715,7 +718,8 @@ def _sample_conditional(
     if len(rows):
         # P(delivery cell = t | cell >= threshold, delivered) from the survival curve S:
         # the cell is the last t with S(t) > u, u uniform on (S(inf), S(threshold)).
-        g = local[rows]
+        needed, g = np.unique(local[rows], return_inverse=True)
+        curves = stages.survival_curves(sub.take(needed), np.full(len(needed), stages.MAX_CELLS))
         top = curves[g, threshold[rows]]
         target = top - rng.random(len(rows)) * (top - never[rows])
         lo, hi = threshold[rows].copy(), np.full(len(rows), curves.shape[1] - 1)
@@ -845,9 +849,7 @@ def _scans(
         & (cells < limit[:, None])
         & (rng.random(cells.shape) < rate)
     )
-    row, slot = np.nonzero(take)
-    twice = rng.random(len(row)) < DUPLICATE_SHARE
-    row, slot = np.repeat(row, 1 + twice), np.repeat(slot, 1 + twice)
+    row, slot = np.nonzero(take)  # by row, then journey order: by row, then time
     m = len(row)
     jitter = rng.integers(0, _CELL_NS // 10**9, size=m) * 10**9
     event_ns = j.ship[row] * _DAY_NS + cells[row, slot] * _CELL_NS + jitter
@@ -885,6 +887,10 @@ def _scans(
     variant = rng.integers(0, 1 << 30, size=m) % count[lang, milestone]
     description = desc[lang, milestone, variant]
     milestone_names = np.array(names, dtype=object)
+    copies = 1 + (rng.random(m) < DUPLICATE_SHARE)  # a few scans are reported twice
+    row, event_ns, milestone, carrier, location, description = (
+        np.repeat(a, copies) for a in (row, event_ns, milestone, carrier, location, description)
+    )
     return pd.DataFrame(
         {
             "order_id": pd.array(ids[row], dtype="str"),
@@ -986,7 +992,7 @@ def _simulate_open(
     survival = stages.survival_at(law, group, threshold)
     delivered_flag = rng.random(rows) < OPEN_DELIVERED_SHARE
     delivered_flag &= 1.0 - survival > 1e-4  # cannot have arrived yet: drawn as undelivered
-    paths = _sample_conditional(law, group, threshold, delivered_flag, rng)
+    paths = _sample_conditional(law, group, threshold, delivered_flag, rng, survival)
     cell = paths.delivered
     delivered = np.where(delivered_flag, ship + _cells_to_days(cell), np.nan)
 

@@ -1102,7 +1102,7 @@ def _horizon_cells(days: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     horizons = np.asarray(days, dtype=np.float64)
     if horizons.ndim not in (1, 2) or horizons.shape[0] != n:
         raise ValueError(f"days must have shape (n,) or (n, k) with n={n}, got {horizons.shape}")
-    grid = horizons.reshape(n, -1)
+    grid = horizons[:, None] if horizons.ndim == 1 else horizons
     # T_days > d  <=>  delivery cell >= (floor(d) + 1) x cells per day
     cells = (np.floor(np.clip(grid, -1, stages.MAX_CELLS)) + 1) * CELLS_PER_DAY
     return horizons, cells.astype(np.int64)
@@ -1188,7 +1188,11 @@ def _seen(frame: pd.DataFrame, events: pd.DataFrame, ship: np.ndarray, cutoff: n
     gone[row[np.isin(milestone, _GONE)]] = True
     is_stage = np.isin(milestone, list(_STAGE_OF_MILESTONE)) & ~np.isin(milestone, _GONE)
     row, cell = row[is_stage], cell[is_stage]
-    stage = np.array([_STAGE_OF_MILESTONE[m] for m in milestone[is_stage]], dtype=np.int64)
+    stage = (
+        pd.Series(milestone[is_stage])
+        .map({m: int(s) for m, s in _STAGE_OF_MILESTONE.items()})
+        .to_numpy(dtype=np.int64)
+    )
     order = np.lexsort((_TOPO_RANK[stage], cell, row))
     row, cell, stage = row[order], cell[order], stage[order]
 
@@ -1250,7 +1254,7 @@ def true_survival_given_scans(
         joint[i] = stages.joint_survival(
             p.law, p.group[i], seen.last_stage[r[i]], cutoff[r[i]] - k, targets[r[i]] - k[:, None]
         )
-        spans = seen.after_stage[r[i]] >= 0
+        spans = (seen.after_stage[r[i]] >= 0) & (seen.after_cell[r[i]] >= seen.before_cell[r[i]])
         if spans.any():  # the domestic leg, which the state scales, lies between two scans
             j = i[spans]
             joint[j] *= stages.entry_density(

@@ -572,6 +572,11 @@ def _batches(group: np.ndarray, need: np.ndarray) -> list[tuple[np.ndarray, int]
     return out
 
 
+def _columns(values: np.ndarray) -> np.ndarray:
+    """(n,) or (n, k) -> (n, k)."""
+    return values[:, None] if values.ndim == 1 else values
+
+
 def joint_survival(
     law: StageLaw,
     group: np.ndarray,
@@ -590,7 +595,7 @@ def joint_survival(
     group = np.asarray(group, dtype=np.int64)
     start = np.asarray(start, dtype=np.int64)
     cutoff = np.asarray(cutoff, dtype=np.int64)
-    targets = np.minimum(np.asarray(targets, dtype=np.int64).reshape(len(group), -1), MAX_CELLS)
+    targets = np.minimum(_columns(np.asarray(targets, dtype=np.int64)), MAX_CELLS)
     if (targets < cutoff[:, None]).any():
         raise ValueError("targets must be >= cutoff")
     out = np.empty(targets.shape)
@@ -664,7 +669,7 @@ def survival_at(law: StageLaw, group: np.ndarray, targets: np.ndarray) -> np.nda
     """``P(delivery cell >= targets)`` from START, row by row (targets (n,) or (n, k))."""
     group = np.asarray(group, dtype=np.int64)
     shaped = np.asarray(targets, dtype=np.int64)
-    flat = np.clip(shaped.reshape(len(group), -1), 0, MAX_CELLS)
+    flat = np.clip(_columns(shaped), 0, MAX_CELLS)
     need = np.zeros(len(law), dtype=np.int64)
     np.maximum.at(need, group, flat.max(axis=1, initial=0))
     used = np.flatnonzero(np.bincount(group, minlength=len(law)))

@@ -31,7 +31,7 @@ from data.generate import (
     true_survival_given_scans,
     write_generated,
 )
-from data.stages import Kernel, Stage
+from data.stages import Stage
 from model import events as events_schema
 
 FAR_AS_OF = date(2030, 1, 1)  # history 2028-2029: no event, two CNYs and peaks
@@ -528,63 +528,6 @@ def test_lost_parcels_scans_stop(scanned: gen.Generated) -> None:
 
 
 # --- the truth with scans ---------------------------------------------------------------------
-
-
-def _monte_carlo(
-    law: stages.StageLaw, start: Stage, cutoff: int, targets: list[int], n: int, seed: int
-) -> np.ndarray:
-    """Independent estimate of joint_survival: simulate journeys, keep what follows ``start``,
-    draw the scans of later stages and the lost scan, count silent and late journeys."""
-    rng = np.random.default_rng(seed)
-    paths = stages.sample_paths(law, np.zeros(n, dtype=np.int64), rng)
-    inside = paths.entry[:, start] >= 0
-    entry, lost_stage = paths.entry[inside], paths.lost_stage[inside]
-    m = len(entry)
-    rel = np.where(entry >= 0, entry - entry[:, [start]], -1)
-    seen = np.zeros(m, dtype=bool)
-    for stage in stages.SCANNED_STAGES:
-        if stage != start:
-            scanned = rng.random(m) < law.scan[0, stage]
-            seen |= (rel[:, stage] > 0) & (rel[:, stage] < cutoff) & scanned
-    delay = np.maximum(
-        np.rint(
-            np.exp(
-                law.mu[0, Kernel.LOST_SCAN, 0]
-                + law.sigma[0, Kernel.LOST_SCAN, 0] * rng.standard_normal(m)
-            )
-        ),
-        1,
-    )
-    lost_at = rel[np.arange(m), np.maximum(lost_stage, 0)]
-    seen |= (lost_stage >= 0) & (lost_at + delay < cutoff) & (rng.random(m) < law.lost_scan[0])
-    cell = rel[:, Stage.DELIVERED]
-    return np.array([np.mean(~seen & ((cell < 0) | (cell >= x))) for x in [cutoff, *targets]])
-
-
-@pytest.mark.parametrize(
-    ("country", "method", "start", "cutoff_days", "horizons"),
-    [
-        ("BR", "cainiao_super_economy", Stage.HELD, 10, [20, 50, 90]),
-        ("US", "epacket", Stage.OFD, 0.5, [1, 2, 10]),
-        ("DE", "aliexpress_standard", Stage.DEPARTED, 4, [6, 10, 30]),
-        ("MX", "aliexpress_premium", Stage.INFO, 2, [3, 8, 30]),
-        ("BR", "aliexpress_premium", Stage.ARRIVED, 3, [5, 20, 60]),
-    ],
-)
-def test_exact_recursion_matches_monte_carlo(
-    country: str, method: str, start: Stage, cutoff_days: float, horizons: list[int]
-) -> None:
-    law = _lane_law(country, method, "2026-06-01", "SP")
-    cutoff = round(cutoff_days * stages.CELLS_PER_DAY)
-    targets = [h * stages.CELLS_PER_DAY for h in horizons]
-    exact = stages.joint_survival(
-        law, np.zeros(1, dtype=np.int64), np.array([start]), np.array([cutoff]),
-        np.array([[cutoff, *targets]]),
-    )[0]  # fmt: skip
-    simulated = _monte_carlo(law, start, cutoff, targets, 400_000, seed=3)
-    np.testing.assert_allclose(exact, simulated, atol=0.005)
-    assert simulated[0] > 0.05  # enough silent journeys for the conditional to be checked
-    np.testing.assert_allclose(exact[1:] / exact[0], simulated[1:] / simulated[0], atol=0.01)
 
 
 def _landmarks(

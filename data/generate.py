@@ -784,7 +784,7 @@ class _Vocab:
             self.values.append(text)
         return self._index[text]
 
-    def column(self, codes: np.ndarray) -> pd.arrays.ArrowStringArray | Any:
+    def column(self, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
         return pd.array(np.array(self.values, dtype=object)[codes], dtype="str")
 
 

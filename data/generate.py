@@ -248,7 +248,7 @@ EVENTS: tuple[Event, ...] = (
 
 @dataclass(frozen=True)
 class Leg:
-    """A lane-scaled leg: median = share x lane median x LEG_SCALE[method]."""
+    """A lane-scaled leg: median = share x (lane median - FIXED_DAYS) x LEG_SCALE[method]."""
 
     share: float  # share of the lane's unheld median
     spread: float  # log-sd, times the method's sigma / 0.35
@@ -256,22 +256,23 @@ class Leg:
 
 
 LEGS: dict[Kernel, Leg] = {
-    Kernel.PICKUP: Leg(0.07, 0.70, 0.0),
-    Kernel.ORIGIN: Leg(0.30, 0.60, 0.4),
-    Kernel.LINEHAUL: Leg(0.22, 0.50, 0.2),
-    Kernel.CLEARANCE: Leg(0.08, 0.80, 0.0),
-    Kernel.DOMESTIC: Leg(0.33, 0.60, 0.4),
+    Kernel.PICKUP: Leg(0.07, 0.76, 0.0),
+    Kernel.ORIGIN: Leg(0.30, 0.65, 0.4),
+    Kernel.LINEHAUL: Leg(0.22, 0.54, 0.2),
+    Kernel.CLEARANCE: Leg(0.08, 0.86, 0.0),
+    Kernel.DOMESTIC: Leg(0.33, 0.65, 0.4),
 }
 LEG_SCALE: dict[str, float] = {
-    "aliexpress_premium": 0.80,
-    "aliexpress_standard": 0.82,
-    "cainiao_super_economy": 0.82,
-    "epacket": 0.82,
-    "express": 0.74,
+    "aliexpress_premium": 0.855,
+    "aliexpress_standard": 0.835,
+    "cainiao_super_economy": 0.80,
+    "epacket": 0.83,
+    "express": 0.83,
 }
 """Per-method factor on the legs' medians so that the unheld, unstuck journey (a sum of
 skewed legs plus the fixed hours of label and delivery) keeps the method's median."""
 
+FIXED_DAYS = 0.6  # what the label and delivery hours add to a journey (not lane-scaled)
 STUCK_EXTRA = 1.0  # a stuck leg takes (its median + STUCK_EXTRA x lane median) ...
 STUCK_SIGMA = 0.5  # ... with this log-sd
 
@@ -480,7 +481,7 @@ def _law(keys: np.ndarray) -> StageLaw:
         median[:, kernel, :] = days
         sigma[:, kernel, 0] = log_sd
     for kernel, leg in LEGS.items():
-        base = leg.share * lane_median * leg_scale
+        base = leg.share * (lane_median - FIXED_DAYS) * leg_scale
         median[:, kernel, 0] = base
         median[:, kernel, 1] = base + STUCK_EXTRA * lane_median
         sigma[:, kernel, 0] = leg.spread * spread
@@ -626,7 +627,10 @@ def _sample_paths(law: StageLaw, group: np.ndarray, rng: np.random.Generator) ->
     )
 
 
-def _sample_conditional(
+_REJECTION_MIN_ACCEPT = 0.1  # below, late journeys are drawn by outcome and bridge
+
+
+def _rejection(
     law: StageLaw,
     group: np.ndarray,
     threshold: np.ndarray,
@@ -634,9 +638,8 @@ def _sample_conditional(
     accept: np.ndarray,
     rng: np.random.Generator,
 ) -> stages.Paths:
-    """Journeys drawn given delivery cell >= threshold (or, where ``delivered_before``,
-    0 <= delivery cell < threshold), by rejection: exact. ``accept`` is each row's
-    acceptance probability (from the exact survival), used only to size the batches."""
+    """Journeys given delivery cell >= threshold (or, where ``delivered_before``,
+    0 <= delivery cell < threshold), by rejection; ``accept`` sizes the batches."""
     n = len(group)
     entry = np.full((n, stages.N_STAGES), -1, dtype=np.int64)
     lost_stage = np.full(n, -1, dtype=np.int64)
@@ -658,6 +661,77 @@ def _sample_conditional(
         done = np.zeros(n, dtype=bool)
         done[first_rows] = True
         todo = np.concatenate([rows[~done[rows]], todo[~budget]])
+    return stages.Paths(entry=entry, lost_stage=lost_stage)
+
+
+def _sample_conditional(
+    law: StageLaw,
+    group: np.ndarray,
+    threshold: np.ndarray,
+    delivered_before: np.ndarray,
+    rng: np.random.Generator,
+    late: np.ndarray | None = None,
+) -> stages.Paths:
+    """Journeys drawn exactly given delivery cell >= threshold (or, where
+    ``delivered_before``, 0 <= delivery cell < threshold). ``late`` is
+    ``P(delivery cell >= threshold)`` per row when the caller has it.
+
+    Rejection where it accepts often; elsewhere (a late parcel on a fast lane) the end is
+    drawn from its exact conditional law first: never delivered (lost at a stage, or
+    returned: :func:`stages.outcome_probabilities`, then the journey given that end) or
+    delivered at a cell drawn from the exact survival curve (then the journey bridged back
+    to its start, :func:`stages.sample_bridge`).
+    """
+    n = len(group)
+    used, local = np.unique(group, return_inverse=True)
+    sub = law.take(used)
+    if late is None:
+        late = stages.survival_at(sub, local, threshold)
+    outcome_p = stages.outcome_probabilities(sub)[local]
+    never = 1.0 - outcome_p[:, Stage.DELIVERED]
+    accept = np.where(delivered_before, 1.0 - late, late)
+    direct = ~delivered_before & (late < _REJECTION_MIN_ACCEPT)
+    u = rng.random(n)
+    lost = direct & (u * late < never)
+    bridged = direct & ~lost
+
+    entry = np.full((n, stages.N_STAGES), -1, dtype=np.int64)
+    lost_stage = np.full(n, -1, dtype=np.int64)
+    parts: list[tuple[np.ndarray, stages.Paths]] = []
+    rows = np.flatnonzero(~direct)
+    parts.append(
+        (
+            rows,
+            _rejection(
+                law, group[rows], threshold[rows], delivered_before[rows], accept[rows], rng
+            ),
+        )
+    )
+    rows = np.flatnonzero(lost)
+    if len(rows):
+        ends = outcome_p[rows].copy()
+        ends[:, Stage.DELIVERED] = 0.0
+        cum = np.cumsum(ends, axis=1)
+        end = (cum < rng.random(len(rows))[:, None] * cum[:, -1:]).sum(axis=1)
+        parts.append((rows, stages.sample_paths(law, group[rows], rng, outcome=end)))
+    rows = np.flatnonzero(bridged)
+    if len(rows):
+        # P(delivery cell = t | cell >= threshold, delivered) from the survival curve S:
+        # the cell is the last t with S(t) > u, u uniform on (S(inf), S(threshold)).
+        needed, g = np.unique(local[rows], return_inverse=True)
+        curves = stages.survival_curves(sub.take(needed), np.full(len(needed), stages.MAX_CELLS))
+        top = curves[g, threshold[rows]]
+        target = top - rng.random(len(rows)) * (top - never[rows])
+        lo, hi = threshold[rows].copy(), np.full(len(rows), curves.shape[1] - 1)
+        while (hi - lo > 1).any():  # invariant: S(lo) > target >= S(hi)
+            mid = (lo + hi) // 2
+            above = curves[g, mid] > target
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        cell = np.minimum(lo, stages.MAX_CELLS - 1)
+        parts.append((rows, stages.sample_bridge(law, group[rows], cell, rng)))
+    for rows, paths in parts:
+        entry[rows] = paths.entry
+        lost_stage[rows] = paths.lost_stage
     return stages.Paths(entry=entry, lost_stage=lost_stage)
 
 
@@ -710,7 +784,7 @@ class _Vocab:
             self.values.append(text)
         return self._index[text]
 
-    def column(self, codes: np.ndarray) -> pd.arrays.ArrowStringArray | Any:
+    def column(self, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
         return pd.array(np.array(self.values, dtype=object)[codes], dtype="str")
 
 
@@ -775,9 +849,7 @@ def _scans(
         & (cells < limit[:, None])
         & (rng.random(cells.shape) < rate)
     )
-    row, slot = np.nonzero(take)
-    twice = rng.random(len(row)) < DUPLICATE_SHARE
-    row, slot = np.repeat(row, 1 + twice), np.repeat(slot, 1 + twice)
+    row, slot = np.nonzero(take)  # by row, then journey order: by row, then time
     m = len(row)
     jitter = rng.integers(0, _CELL_NS // 10**9, size=m) * 10**9
     event_ns = j.ship[row] * _DAY_NS + cells[row, slot] * _CELL_NS + jitter
@@ -815,6 +887,10 @@ def _scans(
     variant = rng.integers(0, 1 << 30, size=m) % count[lang, milestone]
     description = desc[lang, milestone, variant]
     milestone_names = np.array(names, dtype=object)
+    copies = 1 + (rng.random(m) < DUPLICATE_SHARE)  # a few scans are reported twice
+    row, event_ns, milestone, carrier, location, description = (
+        np.repeat(a, copies) for a in (row, event_ns, milestone, carrier, location, description)
+    )
     return pd.DataFrame(
         {
             "order_id": pd.array(ids[row], dtype="str"),
@@ -916,8 +992,7 @@ def _simulate_open(
     survival = stages.survival_at(law, group, threshold)
     delivered_flag = rng.random(rows) < OPEN_DELIVERED_SHARE
     delivered_flag &= 1.0 - survival > 1e-4  # cannot have arrived yet: drawn as undelivered
-    accept = np.where(delivered_flag, 1.0 - survival, survival)
-    paths = _sample_conditional(law, group, threshold, delivered_flag, accept, rng)
+    paths = _sample_conditional(law, group, threshold, delivered_flag, rng, survival)
     cell = paths.delivered
     delivered = np.where(delivered_flag, ship + _cells_to_days(cell), np.nan)
 
@@ -1027,7 +1102,7 @@ def _horizon_cells(days: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     horizons = np.asarray(days, dtype=np.float64)
     if horizons.ndim not in (1, 2) or horizons.shape[0] != n:
         raise ValueError(f"days must have shape (n,) or (n, k) with n={n}, got {horizons.shape}")
-    grid = horizons.reshape(n, -1)
+    grid = horizons[:, None] if horizons.ndim == 1 else horizons
     # T_days > d  <=>  delivery cell >= (floor(d) + 1) x cells per day
     cells = (np.floor(np.clip(grid, -1, stages.MAX_CELLS)) + 1) * CELLS_PER_DAY
     return horizons, cells.astype(np.int64)
@@ -1113,7 +1188,11 @@ def _seen(frame: pd.DataFrame, events: pd.DataFrame, ship: np.ndarray, cutoff: n
     gone[row[np.isin(milestone, _GONE)]] = True
     is_stage = np.isin(milestone, list(_STAGE_OF_MILESTONE)) & ~np.isin(milestone, _GONE)
     row, cell = row[is_stage], cell[is_stage]
-    stage = np.array([_STAGE_OF_MILESTONE[m] for m in milestone[is_stage]], dtype=np.int64)
+    stage = (
+        pd.Series(milestone[is_stage])
+        .map({m: int(s) for m, s in _STAGE_OF_MILESTONE.items()})
+        .to_numpy(dtype=np.int64)
+    )
     order = np.lexsort((_TOPO_RANK[stage], cell, row))
     row, cell, stage = row[order], cell[order], stage[order]
 
@@ -1175,7 +1254,7 @@ def true_survival_given_scans(
         joint[i] = stages.joint_survival(
             p.law, p.group[i], seen.last_stage[r[i]], cutoff[r[i]] - k, targets[r[i]] - k[:, None]
         )
-        spans = seen.after_stage[r[i]] >= 0
+        spans = (seen.after_stage[r[i]] >= 0) & (seen.after_cell[r[i]] >= seen.before_cell[r[i]])
         if spans.any():  # the domestic leg, which the state scales, lies between two scans
             j = i[spans]
             joint[j] *= stages.entry_density(

@@ -42,7 +42,11 @@ __all__ = [
     "entry_density",
     "joint_survival",
     "kernel_pmf",
+    "outcome_probabilities",
+    "sample_bridge",
     "sample_paths",
+    "survival_at",
+    "survival_curves",
 ]
 
 CELLS_PER_DAY = 4
@@ -268,28 +272,83 @@ class Paths:
         return self.entry[:, Stage.DELIVERED]
 
 
+_STUCK_KERNELS = (Kernel.ORIGIN, Kernel.LINEHAUL, Kernel.DOMESTIC)
+"""The only kernels whose laws may have a stuck component (others: weight 0)."""
+
+
 def sample_durations(law: StageLaw, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(n, K) durations in cells of every kernel for each row (drawn whether used or not)."""
+    """(n, K) durations in cells of every edge kernel for each row (drawn whether used or not;
+    ``LOST_SCAN`` is left at 0: the scans draw it)."""
+    if law.stuck[:, [k for k in Kernel if k not in _STUCK_KERNELS]].any():
+        raise ValueError("only the origin, line-haul and domestic legs may have stuck parts")
     n = len(group)
-    z = rng.standard_normal((n, N_KERNELS))
-    stuck = rng.random((n, N_KERNELS)) < law.stuck[group]
-    comp = stuck.astype(np.int64)
-    mu = np.take_along_axis(law.mu[group], comp[:, :, None], axis=2)[:, :, 0]
-    sigma = np.take_along_axis(law.sigma[group], comp[:, :, None], axis=2)[:, :, 0]
+    edge_kernels = np.arange(Kernel.LOST_SCAN)
+    z = rng.standard_normal((n, len(edge_kernels)))
+    stuck = rng.random((n, len(_STUCK_KERNELS))) < law.stuck[group][:, list(_STUCK_KERNELS)]
+    mu = law.mu[group, :, 0][:, edge_kernels]
+    sigma = law.sigma[group, :, 0][:, edge_kernels]
+    for i, kernel in enumerate(_STUCK_KERNELS):
+        hit = stuck[:, i]
+        mu[hit, kernel] = law.mu[group[hit], kernel, 1]
+        sigma[hit, kernel] = law.sigma[group[hit], kernel, 1]
     cells = np.rint(np.exp(mu + sigma * z))
     cells = np.minimum(cells, 10.0 * MAX_CELLS).astype(np.int64)
-    return np.maximum(cells, MIN_CELLS[None, :]) + law.shift[group]
+    out = np.zeros((n, N_KERNELS), dtype=np.int64)
+    out[:, edge_kernels] = (
+        np.maximum(cells, MIN_CELLS[None, edge_kernels]) + law.shift[group][:, edge_kernels]
+    )
+    return out
 
 
-def sample_paths(law: StageLaw, group: np.ndarray, rng: np.random.Generator) -> Paths:
-    """Draw one journey per row of ``group`` (indices into ``law``)."""
+def outcome_probabilities(law: StageLaw) -> np.ndarray:
+    """(G, S): P(lost on entering stage s) per stage, with RETURNED = P(returned to sender)
+    and DELIVERED = P(delivered); rows sum to 1."""
+    reach = np.zeros((len(law), N_STAGES))
+    reach[:, Stage.START] = 1.0
+    for stage in TOPO_ORDER:
+        for edge in _OUT[stage]:
+            reach[:, edge.target] += (
+                reach[:, stage] * (1.0 - law.loss[:, stage]) * law.branch(edge.branch)
+            )
+    out = reach * law.loss
+    out[:, Stage.RETURNED] = reach[:, Stage.RETURNED]
+    out[:, Stage.DELIVERED] = reach[:, Stage.DELIVERED]
+    return out
+
+
+_AFTER_CUSTOMS = (Stage.CLEARED, Stage.OFD, Stage.FAILED, Stage.PICKUP)
+
+
+def sample_paths(
+    law: StageLaw,
+    group: np.ndarray,
+    rng: np.random.Generator,
+    outcome: np.ndarray | None = None,
+) -> Paths:
+    """Draw one journey per row of ``group`` (indices into ``law``).
+
+    ``outcome`` (optional, per row) draws the journey given how it ends: a stage s means
+    "lost on entering s", RETURNED "returned to sender"; -1 leaves the row free.
+    """
     n = len(group)
     d = sample_durations(law, group, rng)
     fork = rng.random((n, 3))
-    held = fork[:, 0] < law.held[group]
-    refused = fork[:, 1] < law.refused[group]
-    failed = fork[:, 2] < law.failed[group]
+    held_p, refused_p, failed_p = law.held[group], law.refused[group], law.failed[group]
     lost_draw = rng.random((n, N_STAGES)) < law.loss[group]
+    if outcome is not None:
+        forced = outcome >= 0
+        gone = np.isin(outcome, (Stage.HELD, Stage.RETURNING, Stage.RETURNED))
+        released = (1.0 - law.loss[group, Stage.HELD]) * (1.0 - refused_p) * held_p
+        after = np.isin(outcome, _AFTER_CUSTOMS)
+        held_p = np.where(gone, 1.0, np.where(after, released / (released + 1.0 - held_p), held_p))
+        refused_p = np.where(gone, 1.0, np.where(after, 0.0, refused_p))
+        failed_p = np.where(np.isin(outcome, (Stage.FAILED, Stage.PICKUP)), 1.0, failed_p)
+        lost_draw[forced] = False
+        rows = np.flatnonzero(forced & (outcome != Stage.RETURNED))
+        lost_draw[rows, outcome[rows]] = True
+    held = fork[:, 0] < held_p
+    refused = fork[:, 1] < refused_p
+    failed = fork[:, 2] < failed_p
 
     entry = np.full((n, N_STAGES), -1, dtype=np.int64)
     lost_stage = np.full(n, -1, dtype=np.int64)
@@ -329,6 +388,85 @@ def sample_paths(law: StageLaw, group: np.ndarray, rng: np.random.Generator) -> 
     return Paths(entry=entry, lost_stage=lost_stage)
 
 
+_BRIDGE_CHUNK = 2_000  # rows per backward pass
+_BRIDGE_GROUPS = 64  # groups whose densities are held at once
+_IN: dict[Stage, tuple[Edge, ...]] = {s: tuple(e for e in EDGES if e.target == s) for s in Stage}
+
+
+def sample_bridge(
+    law: StageLaw, group: np.ndarray, delivered: np.ndarray, rng: np.random.Generator
+) -> Paths:
+    """Draw journeys given delivery exactly at cell ``delivered`` (backward sampling: from
+    each stage's entry, the previous stage and its entry cell are drawn from their exact
+    posterior, the forward entry densities times the leg's kernel)."""
+    n = len(group)
+    entry = np.full((n, N_STAGES), -1, dtype=np.int64)
+    entry[:, Stage.START] = 0
+    entry[:, Stage.DELIVERED] = delivered
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[by_group])) + 1
+    starts = np.concatenate([[0], bounds])
+    for lo in range(0, len(starts), _BRIDGE_GROUPS):
+        first = starts[lo]
+        last = starts[lo + _BRIDGE_GROUPS] if lo + _BRIDGE_GROUPS < len(starts) else n
+        rows = by_group[first:last]
+        used, local = np.unique(group[rows], return_inverse=True)
+        entry[rows] = _bridge(law.take(used), local, delivered[rows], rng)
+    return Paths(entry=entry, lost_stage=np.full(n, -1, dtype=np.int64))
+
+
+def _bridge(
+    sub: StageLaw, local: np.ndarray, delivered: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Entry cells (n, S) of journeys delivered at ``delivered``, for groups of ``sub``."""
+    n = len(local)
+    entry = np.full((n, N_STAGES), -1, dtype=np.int64)
+    entry[:, Stage.START] = 0
+    entry[:, Stage.DELIVERED] = delivered
+    size = int(delivered.max()) + 1
+    density = _recursion(
+        sub,
+        np.arange(len(sub)),
+        np.full(len(sub), Stage.START),
+        np.zeros(len(sub), dtype=np.int64),
+        size,
+        keep_density=True,
+    )[3]
+    pmf = {e.kernel: kernel_pmf(sub, e.kernel, size) for e in EDGES}
+    order = np.argsort(delivered, kind="stable")
+    for lo in range(0, n, _BRIDGE_CHUNK):
+        chunk = order[lo : lo + _BRIDGE_CHUNK]
+        width = int(delivered[chunk].max()) + 1  # entries are never later than delivery
+        cells = np.arange(width)
+        stage = np.full(len(chunk), int(Stage.DELIVERED))
+        now = delivered[chunk].copy()
+        for _ in range(N_STAGES):
+            todo = np.flatnonzero(stage != Stage.START)
+            if not len(todo):
+                break
+            moves = []
+            for target in np.unique(stage[todo]):
+                rows = todo[stage[todo] == target]
+                g = local[chunk[rows]]
+                lag = now[rows, None] - cells[None, :]
+                inside = lag >= 0
+                lag = np.where(inside, lag, 0)
+                weights = []
+                for edge in _IN[Stage(target)]:
+                    kernel = np.where(inside, pmf[edge.kernel][g[:, None], lag], 0.0)
+                    keep = (1.0 - sub.loss[g, edge.source]) * sub.branch(edge.branch)[g]
+                    weights.append(density[edge.source][g, :width] * kernel * keep[:, None])
+                cum = np.cumsum(np.concatenate(weights, axis=1), axis=1)
+                pick = (cum < rng.random(len(rows))[:, None] * cum[:, -1:]).sum(axis=1)
+                pick = np.minimum(pick, cum.shape[1] - 1)
+                sources = np.array([e.source for e in _IN[Stage(target)]])
+                moves.append((rows, sources[pick // width], pick % width))
+            for rows, source, cell in moves:
+                entry[chunk[rows], source] = cell
+                stage[rows], now[rows] = source, cell
+    return entry
+
+
 # --------------------------------------------------------------------------------------
 # Exact probabilities: forward recursion with FFT convolutions
 # --------------------------------------------------------------------------------------
@@ -352,11 +490,13 @@ def _recursion(
     n: int,
     read_stage: np.ndarray | None = None,
     read_lag: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    keep_density: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[Stage, np.ndarray]]:
     """One batch of rows (``local`` indexes ``law``) on a grid of ``n`` cells.
 
     Returns (mass kept at the cutoff, cumulative deliveries from the cutoff on (R, n), entry
-    density read at (read_stage, read_lag) before weighting).
+    density read at (read_stage, read_lag) before weighting, and the weighted entry density
+    of every stage (R, n) if ``keep_density``).
     """
     rows = len(local)
     length = sfft.next_fast_len(2 * n, real=True)
@@ -373,6 +513,7 @@ def _recursion(
     lost_density = np.zeros((rows, n))
     read = np.zeros(rows)
     delivered_after = np.zeros((rows, n))
+    kept_density: dict[Stage, np.ndarray] = {}
     for stage in TOPO_ORDER:
         spectrum = acc.pop(stage, None)
         conv = (
@@ -392,6 +533,8 @@ def _recursion(
         leak += scan[:, stage] * missed.sum(axis=1)
         density = conv - scan[:, stage, None] * missed
         density[start == stage, 0] += 1.0
+        if keep_density:
+            kept_density[stage] = density
         if loss[:, stage].any():
             lost_density += loss[:, stage, None] * density
         out = _OUT[stage]
@@ -410,7 +553,7 @@ def _recursion(
     lag = cutoff[:, None] - cells[None, :] - 1
     seen = np.where(lag >= 0, lost_cdf[local[:, None], np.clip(lag, 0, n - 1)], 0.0)
     leak += law.lost_scan[local] * (lost_density * seen).sum(axis=1)
-    return 1.0 - leak, delivered_after, read
+    return 1.0 - leak, delivered_after, read, kept_density
 
 
 def _batches(group: np.ndarray, need: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -427,6 +570,11 @@ def _batches(group: np.ndarray, need: np.ndarray) -> list[tuple[np.ndarray, int]
         out.append((order[i:j], n))
         i = j
     return out
+
+
+def _columns(values: np.ndarray) -> np.ndarray:
+    """(n,) or (n, k) -> (n, k)."""
+    return values[:, None] if values.ndim == 1 else values
 
 
 def joint_survival(
@@ -447,14 +595,14 @@ def joint_survival(
     group = np.asarray(group, dtype=np.int64)
     start = np.asarray(start, dtype=np.int64)
     cutoff = np.asarray(cutoff, dtype=np.int64)
-    targets = np.minimum(np.asarray(targets, dtype=np.int64).reshape(len(group), -1), MAX_CELLS)
+    targets = np.minimum(_columns(np.asarray(targets, dtype=np.int64)), MAX_CELLS)
     if (targets < cutoff[:, None]).any():
         raise ValueError("targets must be >= cutoff")
     out = np.empty(targets.shape)
     need = np.maximum(targets.max(axis=1, initial=0), np.minimum(cutoff, MAX_CELLS))
     for rows, n in _batches(group, need):
         used, local = np.unique(group[rows], return_inverse=True)
-        kept, delivered, _ = _recursion(
+        kept, delivered, _, _ = _recursion(
             law.take(used), local, start[rows], np.minimum(cutoff[rows], n), n
         )
         x = targets[rows]
@@ -481,7 +629,7 @@ def entry_density(
     for rows, n in _batches(group[idx], lag[idx] + 1):
         sel = idx[rows]
         used, local = np.unique(group[sel], return_inverse=True)
-        _, _, read = _recursion(
+        _, _, read, _ = _recursion(
             law.take(used),
             local,
             np.asarray(start)[sel],
@@ -502,7 +650,7 @@ def survival_curves(law: StageLaw, need: np.ndarray) -> np.ndarray:
     out = np.ones((len(law), width))
     groups = np.arange(len(law))
     for rows, n in _batches(groups, need + 1):
-        kept, delivered, _ = _recursion(
+        kept, delivered, _, _ = _recursion(
             law.take(rows),
             np.arange(len(rows)),
             np.full(len(rows), Stage.START),
@@ -521,7 +669,7 @@ def survival_at(law: StageLaw, group: np.ndarray, targets: np.ndarray) -> np.nda
     """``P(delivery cell >= targets)`` from START, row by row (targets (n,) or (n, k))."""
     group = np.asarray(group, dtype=np.int64)
     shaped = np.asarray(targets, dtype=np.int64)
-    flat = np.clip(shaped.reshape(len(group), -1), 0, MAX_CELLS)
+    flat = np.clip(_columns(shaped), 0, MAX_CELLS)
     need = np.zeros(len(law), dtype=np.int64)
     np.maximum.at(need, group, flat.max(axis=1, initial=0))
     used = np.flatnonzero(np.bincount(group, minlength=len(law)))

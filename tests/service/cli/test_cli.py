@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from data.generate import DEFAULT_AS_OF as AS_OF
-from data.generate import generate_open_orders, write_generated
+from data.generate import generate_open_orders, generate_shipments, write_generated
 from model.artifact import MODEL_FILE, read_manifest
 from service.cli import app
 from service.evaluation.backtest import STRATEGIES
@@ -128,6 +128,44 @@ def orders_csv(open_orders: pd.DataFrame, tmp_path: Path) -> Path:
     path = tmp_path / "orders.csv"
     write_generated(open_orders.head(20), path, seed=5, as_of=AS_OF, kind="open")
     return path
+
+
+@pytest.mark.parametrize("events_name", ["events.csv", "events.parquet"])
+def test_generate_writes_the_scans(tmp_path: Path, events_name: str) -> None:
+    history, events = tmp_path / "history.csv", tmp_path / events_name
+    result = invoke(
+        "generate", "--rows", "400", "--out", str(history), "--events", str(events),
+        "--seed", "4",
+    )  # fmt: skip
+    assert_ok(result)
+    expected = generate_shipments(400, seed=4, as_of=AS_OF)
+    untracked = 400 - expected.events["order_id"].nunique()
+    assert (
+        f"wrote {len(expected.events):,} scans of {400 - untracked:,} orders to {events}"
+        f" ({untracked:,} orders without any scan)"
+    ) in " ".join(result.stdout.split())
+    if events_name.endswith(".csv"):
+        raw = pd.read_csv(events, dtype=str, keep_default_na=False)
+        assert raw["event_at"].str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}").all()
+        back = raw.assign(event_at=pd.to_datetime(raw["event_at"]).astype("datetime64[ns]"))
+    else:
+        back = pd.read_parquet(events)
+    assert list(back.columns) == list(expected.events.columns)
+    assert (back["event_at"].to_numpy() == expected.events["event_at"].to_numpy()).all()
+    assert back["milestone"].tolist() == expected.events["milestone"].tolist()
+    meta = json.loads(events.with_name(events.name + ".generator.json").read_text())
+    assert (meta["kind"], meta["rows"], meta["seed"]) == ("events", len(expected.events), 4)
+    frame = pd.read_csv(history, dtype=str)
+    assert frame["order_id"].tolist() == expected.frame["order_id"].tolist()
+
+
+def test_generate_refuses_an_unknown_events_suffix(tmp_path: Path) -> None:
+    result = invoke(
+        "generate", "--rows", "10", "--out", str(tmp_path / "h.csv"),
+        "--events", str(tmp_path / "e.xlsx"),
+    )  # fmt: skip
+    assert_one_line_error(result, f"error: {tmp_path / 'e.xlsx'}: unsupported file type")
+    assert not (tmp_path / "h.csv").exists()
 
 
 def test_missing_history_file_is_one_line_and_exit_1(tmp_path: Path) -> None:

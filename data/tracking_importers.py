@@ -176,6 +176,7 @@ TRACK17_STAGES: dict[str, str | None] = {
 """17TRACK event ``stage`` (its milestone key stages) -> milestone, used when the
 ``sub_status`` is absent or maps to none."""
 
+
 def aftership_milestone(tag: str | None, subtag: str | None) -> str | None:
     """The milestone of an AfterShip checkpoint: by ``subtag``, else by ``tag``."""
     if subtag is not None and subtag in AFTERSHIP_SUBTAGS:
@@ -242,21 +243,48 @@ def _object_lines(text: str, first_line: int) -> list[int]:
     return lines
 
 
+_NOT_BRACKET = re.compile(r"[^{}\[\]]+")
+_INNERMOST = re.compile(r"\{\}|\[\]")
+
+
+def _check_depth(bare: str) -> None:
+    """Raise :class:`_TooDeep` past :data:`MAX_DEPTH` (``bare``: strings already blanked).
+
+    Peels the innermost pairs of brackets off, one level per pass, in C.
+    """
+    brackets = _NOT_BRACKET.sub("", bare)
+    for _ in range(MAX_DEPTH):
+        brackets, peeled = _INNERMOST.subn("", brackets)
+        if not peeled:
+            return  # nothing left, or unbalanced: the parser says why
+    if _INNERMOST.search(brackets):
+        raise _TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
 def _loads(text: str, first_line: int) -> Any:
-    """Parse ``text`` (JSON) with every object a :class:`_Located`; ValueError if it is not."""
-    starts = iter(_object_lines(text, first_line))
+    """Parse ``text`` (JSON); ValueError if it is not.
 
-    def located(pairs: list[tuple[str, Any]]) -> _Located:
-        obj = _Located(pairs)
-        obj.line = next(starts, first_line)
-        return obj
+    Text of several lines gives every object as a :class:`_Located` that knows its opening
+    line; text of one line needs no such bookkeeping (every object is on ``first_line``).
+    """
+    hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+    if "\n" in text.rstrip():
+        starts = iter(_object_lines(text, first_line))
 
+        def located(pairs: list[tuple[str, Any]]) -> _Located:
+            obj = _Located(pairs)
+            obj.line = next(starts, first_line)
+            return obj
+
+        hook = located
+    elif text.count("[") + text.count("{") > MAX_DEPTH:  # else it cannot be too deep
+        _check_depth(_STRING.sub('""', text))
     try:
-        return json.loads(text, object_pairs_hook=located, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=hook, parse_constant=_no_constants)
     except RecursionError:
         raise _TooDeep(f"nested deeper than {MAX_DEPTH} levels") from None
 
@@ -395,16 +423,28 @@ class _Unrecognised(ValueError):
     """A JSON value that is none of the service's documented shapes."""
 
 
-class _Checkpoint(NamedTuple):
+@dataclass(frozen=True)
+class _Service:
+    """What differs between the services in collecting their checkpoints."""
+
+    name: str
+    what: str  # "checkpoint" / "event", for reasons
+    time_columns: tuple[str, ...]  # the first one present is the time
+    order_column: str
+    order_reason: str
+
+
+class _Candidate(NamedTuple):
+    """A checkpoint seen for the first time, waiting for its time to be checked."""
+
     line: int
-    order_id: str
+    sequence: int
     time_column: str
-    time_text: str
-    milestone: str | None
+    key: tuple[str | None, ...]  # the event row, or the unmapped status in the milestone place
     status: str
-    carrier: str | None
-    location: str | None
-    description: str | None
+
+
+_UNMAPPED = "\x00"  # marks the status (not a milestone) in a key; no milestone starts so
 
 
 @dataclass
@@ -431,14 +471,20 @@ class TrackingImport:
 
 
 class _Collector:
-    """Gathers checkpoints and rejects while an export is walked, then builds the result."""
+    """Gathers checkpoints and rejects while an export is walked, then builds the result.
 
-    def __init__(self, service: str) -> None:
+    Duplicates are dropped as they come (webhook logs resend a tracking's whole history), so
+    memory grows with the distinct checkpoints only; repeated texts are stored once.
+    """
+
+    def __init__(self, service: _Service) -> None:
         self.service = service
-        self.checkpoints: list[_Checkpoint] = []
-        self.sequences: list[int] = []  # each checkpoint's place in reading order
+        self.seen: set[tuple[str | None, ...]] = set()
+        self.candidates: list[_Candidate] = []
         self.rejects: list[tuple[int, int, str | None, str, str]] = []
+        self.shared: dict[str, str] = {}
         self.checkpoint_rejects = 0
+        self.duplicates = 0
         self.trackings = 0
         self.checkpoints_read = 0
         self.without_checkpoints = 0
@@ -460,44 +506,66 @@ class _Collector:
         self.rejects.append((line, order, order_id, column, reason))
         self.checkpoint_rejects += 1
 
-    def add(self, checkpoint: _Checkpoint) -> None:
-        self.checkpoints.append(checkpoint)
-        self.sequences.append(self.checkpoints_read)
+    def share(self, text: str | None) -> str | None:
+        return None if text is None else self.shared.setdefault(text, text)
+
+    def checkpoint(
+        self,
+        line: int,
+        order_id: str | None,
+        source: dict[str, Any],
+        milestone: str | None,
+        status: str,
+        carrier: str | None,
+        location: str | None,
+        description: str | None,
+    ) -> None:
+        """One checkpoint: dropped as a duplicate, rejected, or kept as a candidate."""
+        service = self.service
+        time_column, raw_time = service.time_columns[0], None
+        for column in service.time_columns:
+            value = source.get(column)
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                time_column, raw_time = column, value
+                break
+        time_text = raw_time.strip() if isinstance(raw_time, str) else None
+        key = (
+            order_id,
+            time_text if raw_time is None or time_text is not None else repr(raw_time),
+            milestone or _UNMAPPED + status,
+            self.share(carrier),
+            self.share(location),
+            self.share(description),
+        )
+        if key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(key)
+        if order_id is None:
+            self.reject(line, None, service.order_column, service.order_reason)
+        elif raw_time is None:
+            names = " or ".join(service.time_columns)
+            reason = f"missing: the {service.what} has no {names}"
+            self.reject(line, order_id, time_column, reason)
+        elif time_text is None:
+            reason = f"{_json_type(raw_time)}, not an ISO 8601 date-time text"
+            self.reject(line, order_id, time_column, reason)
+        else:
+            candidate = _Candidate(line, self.checkpoints_read, time_column, key, status)
+            self.candidates.append(candidate)
 
     def result(self) -> TrackingImport:
         valid = self._check_times()
-        seen: set[tuple[str | None, ...]] = set()
+        self.seen.clear()
         rows: list[tuple[str | None, ...]] = []
         unmapped: Counter[str] = Counter()
-        duplicates = 0
-        for checkpoint, ok in zip(self.checkpoints, valid, strict=True):
+        for candidate, ok in zip(self.candidates, valid, strict=True):
             if not ok:
                 continue
-            key = (
-                checkpoint.order_id,
-                checkpoint.time_text,
-                checkpoint.milestone or "\x00" + checkpoint.status,
-                checkpoint.carrier,
-                checkpoint.location,
-                checkpoint.description,
-            )
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            if checkpoint.milestone is None:
-                unmapped[checkpoint.status] += 1
-                continue
-            rows.append(
-                (
-                    checkpoint.order_id,
-                    checkpoint.time_text,
-                    checkpoint.milestone,
-                    checkpoint.carrier,
-                    checkpoint.location,
-                    checkpoint.description,
-                )
-            )
+            if str(candidate.key[2]).startswith(_UNMAPPED):
+                unmapped[candidate.status] += 1
+            else:
+                rows.append(candidate.key)
         events = pd.DataFrame(rows, columns=list(EVENT_COLUMNS), dtype=object)
         rejects = pd.DataFrame(
             [reject[:1] + reject[2:] for reject in sorted(self.rejects, key=lambda r: r[:2])],
@@ -507,22 +575,22 @@ class _Collector:
         if self.without_checkpoints:
             notes.insert(0, f"trackings without checkpoints: {self.without_checkpoints:,}")
         return TrackingImport(
-            service=self.service,
+            service=self.service.name,
             events=events,
             rejects=rejects,
             trackings=self.trackings,
             checkpoints=self.checkpoints_read,
-            duplicates=duplicates,
+            duplicates=self.duplicates,
             unmapped=dict(sorted(unmapped.items(), key=lambda item: (-item[1], item[0]))),
             checkpoint_rejects=self.checkpoint_rejects,
             notes=notes,
         )
 
     def _check_times(self) -> np.ndarray:
-        """Which checkpoints have an ISO 8601 time in the supported range; reject the rest."""
-        if not self.checkpoints:
+        """Which candidates have an ISO 8601 time in the supported range; reject the rest."""
+        if not self.candidates:
             return np.zeros(0, dtype=bool)
-        text = pd.Series([c.time_text for c in self.checkpoints], dtype=object)
+        text = pd.Series([c.key[1] for c in self.candidates], dtype=object)
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
         day = parsed.dt.tz_localize(None)
         outside = np.asarray(
@@ -530,20 +598,16 @@ class _Collector:
         )
         unparsable = np.asarray(parsed.isna(), dtype=bool)
         for position in np.flatnonzero(unparsable | outside):
-            checkpoint = self.checkpoints[position]
-            quoted = f"'{checkpoint.time_text}'"
+            candidate = self.candidates[position]
+            quoted = f"'{candidate.key[1]}'"
             reason = (
                 f"{quoted} is out of {date_range_text()}"
                 if outside[position]
                 else f"{quoted} is not an ISO 8601 date-time"
             )
-            self.reject(
-                checkpoint.line,
-                checkpoint.order_id,
-                checkpoint.time_column,
-                reason,
-                sequence=self.sequences[position],
-            )
+            order_id = candidate.key[0]
+            column = candidate.time_column
+            self.reject(candidate.line, order_id, column, reason, sequence=candidate.sequence)
         return ~(unparsable | outside)
 
 
@@ -590,30 +654,6 @@ def _joined(*parts: Any) -> str | None:
     return ", ".join(texts) or None
 
 
-def _time(
-    sink: _Collector,
-    obj: dict[str, Any],
-    columns: tuple[str, ...],
-    line: int,
-    order_id: str,
-    what: str,
-) -> tuple[str, str] | None:
-    """``(column, text)`` of the first present time field, or None after rejecting."""
-    for column in columns:
-        value = obj.get(column)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        if not isinstance(value, str):
-            sink.reject(
-                line, order_id, column, f"{_json_type(value)}, not an ISO 8601 date-time text"
-            )
-            return None
-        return column, value.strip()
-    names = " or ".join(columns)
-    sink.reject(line, order_id, columns[0], f"missing: the {what} has no {names}")
-    return None
-
-
 def _walk(
     record: JsonRecord,
     sink: _Collector,
@@ -645,7 +685,7 @@ def _walk(
 
 
 def _import(
-    path: Path, service: str, item: Callable[[Any, int, _Collector], None]
+    path: Path, service: _Service, item: Callable[[Any, int, _Collector], None]
 ) -> TrackingImport:
     kind, records = read_json_records(path)
     sink = _Collector(service)
@@ -657,6 +697,14 @@ def _import(
 # -- AfterShip ------------------------------------------------------------------------------------
 _AFTERSHIP_ORDER_KEYS = ("order_id", "order_number", "tracking_number")
 _AFTERSHIP_TRACKING_KEYS = ("checkpoints", "tracking_number", "slug", "order_id", "order_number")
+_AFTERSHIP = _Service(
+    name="AfterShip",
+    what="checkpoint",
+    time_columns=("checkpoint_time",),
+    order_column="order_id",
+    order_reason="missing: the tracking has no order_id, order_number or tracking_number",
+)
+_AFTERSHIP_COUNTRY_KEYS = ("country_region_name", "country_name", "country_region", "country_iso3")
 _AFTERSHIP_SHAPES = (
     "a tracking, an API response {data: {trackings | tracking}} or a webhook body {msg: tracking}"
 )
@@ -729,47 +777,37 @@ def _aftership_tracking(tracking: dict[str, Any], line: int, sink: _Collector) -
                 cp_line, order_id, "checkpoints", f"{_json_type(checkpoint)}, not a checkpoint"
             )
             continue
-        if order_id is None:
-            sink.reject(
-                cp_line,
-                None,
-                "order_id",
-                "missing: the tracking has no order_id, order_number or tracking_number",
-            )
-            continue
-        when = _time(sink, checkpoint, ("checkpoint_time",), cp_line, order_id, "checkpoint")
-        if when is None:
-            continue
         tag, subtag = _text(checkpoint.get("tag")), _text(checkpoint.get("subtag"))
-        sink.add(
-            _Checkpoint(
-                line=cp_line,
-                order_id=order_id,
-                time_column=when[0],
-                time_text=when[1],
-                milestone=aftership_milestone(tag, subtag),
-                status=subtag or tag or NO_STATUS,
-                carrier=_text(checkpoint.get("slug")) or slug,
-                location=_text(checkpoint.get("location"))
-                or _joined(
-                    checkpoint.get("city"),
-                    checkpoint.get("state"),
-                    _first_text(
-                        checkpoint,
-                        ("country_region_name", "country_name", "country_region", "country_iso3"),
-                    ),
-                ),
-                description=_text(checkpoint.get("message")),
-            )
+        sink.checkpoint(
+            cp_line,
+            order_id,
+            checkpoint,
+            milestone=aftership_milestone(tag, subtag),
+            status=subtag or tag or NO_STATUS,
+            carrier=_text(checkpoint.get("slug")) or slug,
+            location=_text(checkpoint.get("location"))
+            or _joined(
+                checkpoint.get("city"),
+                checkpoint.get("state"),
+                _first_text(checkpoint, _AFTERSHIP_COUNTRY_KEYS),
+            ),
+            description=_text(checkpoint.get("message")),
         )
 
 
 def import_aftership(path: Path) -> TrackingImport:
     """Read an AfterShip export (trackings array, API response or webhook JSON Lines)."""
-    return _import(path, "AfterShip", _aftership_item)
+    return _import(path, _AFTERSHIP, _aftership_item)
 
 
 # -- 17TRACK --------------------------------------------------------------------------------------
+_TRACK17 = _Service(
+    name="17TRACK",
+    what="event",
+    time_columns=("time_iso", "time_utc"),
+    order_column="tag",
+    order_reason="missing: the tracking entry has no tag or number",
+)
 _TRACK17_SHAPES = (
     "a 17TRACK push {event, data}, gettrackinfo response {code, data: {accepted}}"
     " or tracking entry {number, track_info}"
@@ -873,37 +911,28 @@ def _track17_event(
     if not isinstance(event, dict):
         sink.reject(line, order_id, "events", f"{_json_type(event)}, not an event")
         return
-    if order_id is None:
-        sink.reject(line, None, "tag", "missing: the tracking entry has no tag or number")
-        return
-    when = _time(sink, event, ("time_iso", "time_utc"), line, order_id, "event")
-    if when is None:
-        return
     sub_status, stage = _text(event.get("sub_status")), _text(event.get("stage"))
     address = event.get("address")
-    sink.add(
-        _Checkpoint(
-            line=line,
-            order_id=order_id,
-            time_column=when[0],
-            time_text=when[1],
-            milestone=track17_milestone(sub_status, stage),
-            status=sub_status or stage or NO_STATUS,
-            carrier=carrier,
-            location=_text(event.get("location"))
-            or (
-                _joined(address.get("city"), address.get("state"), address.get("country"))
-                if isinstance(address, dict)
-                else None
-            ),
-            description=_text(event.get("description")),
-        )
+    sink.checkpoint(
+        line,
+        order_id,
+        event,
+        milestone=track17_milestone(sub_status, stage),
+        status=sub_status or stage or NO_STATUS,
+        carrier=carrier,
+        location=_text(event.get("location"))
+        or (
+            _joined(address.get("city"), address.get("state"), address.get("country"))
+            if isinstance(address, dict)
+            else None
+        ),
+        description=_text(event.get("description")),
     )
 
 
 def import_17track(path: Path) -> TrackingImport:
     """Read a 17TRACK export (v2 push bodies, one or an array or JSON Lines; gettrackinfo)."""
-    return _import(path, "17TRACK", _track17_item)
+    return _import(path, _TRACK17, _track17_item)
 
 
 # -- writing --------------------------------------------------------------------------------------

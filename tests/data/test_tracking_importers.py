@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -280,6 +281,27 @@ def test_aftership_webhook_json_lines_repeat_checkpoints_count_once(tmp_path: Pa
         [6, "A-9", "checkpoint_time", "a number, not an ISO 8601 date-time text"],
     ]
     assert (result.checkpoints, result.checkpoint_rejects, result.records_rejected) == (6, 1, 2)
+    assert_accounted(result)
+
+
+def test_a_repeated_bad_checkpoint_is_rejected_once_and_counted_as_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    bad_time = {
+        "checkpoint_time": "2026-08-32T10:00:00",
+        "tag": "InTransit",
+        "subtag": "InTransit_007",
+    }
+    no_time = {"tag": "Delivered", "message": "Delivered"}
+    lines = [webhook("A-1", [CP1, bad_time]), webhook("A-1", [CP1, bad_time, no_time, CP2])]
+    lines.append(webhook("A-1", [CP1, bad_time, no_time, CP2]))
+    result = import_aftership(write(tmp_path, "webhooks.jsonl", "\n".join(lines)))
+    assert result.events["milestone"].tolist() == ["picked_up", "departed_origin"]
+    assert reject_rows(result) == [
+        [1, "A-1", "checkpoint_time", "'2026-08-32T10:00:00' is not an ISO 8601 date-time"],
+        [2, "A-1", "checkpoint_time", "missing: the checkpoint has no checkpoint_time"],
+    ]
+    assert (result.checkpoints, result.duplicates) == (10, 6)
     assert_accounted(result)
 
 
@@ -762,3 +784,30 @@ def test_written_events_round_trip_with_exactly_the_events_columns(tmp_path: Pat
     rejects = pd.read_csv(tmp_path / "events.rejects.csv")
     assert rejects.columns.tolist() == ["line", "order_id", "column", "reason"]
     assert rejects["line"].tolist() == [25, 26, 45]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_table(heading: str) -> dict[str, dict[str, str | None]]:
+    """Column -> {status: milestone} of the README table under ``heading``."""
+    text = README.read_text(encoding="utf-8").split(heading + "\n", 1)[1]
+    rows = text.lstrip("\n").split("\n\n", 1)[0].splitlines()
+    header = [cell.strip().strip("`") for cell in rows[0].strip("|").split("|")]
+    tables: dict[str, dict[str, str | None]] = {name: {} for name in header[1:]}
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        milestone = None if cells[0].startswith("*none") else cells[0].strip("`")
+        for name, cell in zip(header[1:], cells[1:], strict=True):
+            for code in re.findall(r"`([^`]+)`", cell):
+                tables[name][code] = milestone
+    return tables
+
+
+def test_readme_tables_are_the_code_tables() -> None:
+    aftership = readme_table("### AfterShip statuses → milestones")
+    assert aftership["subtag"] == AFTERSHIP_SUBTAGS
+    assert aftership["tag` (no sub-tag, or one not listed)"] == AFTERSHIP_TAGS
+    track17 = readme_table("### 17TRACK statuses → milestones")
+    assert track17["sub_status"] == TRACK17_SUB_STATUSES
+    assert track17["stage` (no sub-status, or one without a milestone)"] == TRACK17_STAGES

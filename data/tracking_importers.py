@@ -20,6 +20,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -362,19 +363,19 @@ def read_json_records(path: Path) -> tuple[str, Iterator[JsonRecord]]:
         with _open_binary(path) as handle:
             first: tuple[int, bytes | None] | None = None
             more = False
-            for number, raw in _physical_lines(handle):
-                if raw is not None and not raw.strip():
+            for number, line in _physical_lines(handle):
+                if line is not None and not line.strip():
                     continue
                 if first is None:
-                    first = (number, raw)
+                    first = (number, line)
                     continue
                 more = True
                 break
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputFileError(f"{path}: cannot read: {exc}") from None
     if first is None:
         raise InputFileError(f"{path}: empty file (no JSON in it)")
-    number, raw = first
+    raw = first[1]
     if more and raw is not None and _balanced(_decode_lenient(raw)):
         return "json-lines", _json_lines(path)
     return "document", iter([_read_document(path)])
@@ -391,7 +392,7 @@ def _json_lines(path: Path) -> Iterator[JsonRecord]:
                 if raw is not None and not raw.strip():
                     continue
                 yield _parse_record(raw, number)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputFileError(f"{path}: cannot read: {exc}") from None
 
 
@@ -399,7 +400,7 @@ def _read_document(path: Path) -> JsonRecord:
     try:
         with _open_binary(path) as handle:
             data = handle.read(MAX_DOCUMENT_BYTES + 1)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputFileError(f"{path}: cannot read: {exc}") from None
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputFileError(
@@ -736,6 +737,8 @@ def _aftership_item(value: Any, line: int, sink: _Collector) -> None:
                     )
         elif isinstance(tracking, dict):
             _aftership_tracking(tracking, _line(tracking, line), sink)
+        elif isinstance(data, dict) and any(key in data for key in _AFTERSHIP_TRACKING_KEYS):
+            _aftership_tracking(data, _line(data, line), sink)  # newer API versions
         else:
             raise _Unrecognised(
                 _api_error(value) or "API response without data.trackings or data.tracking"
@@ -864,19 +867,17 @@ def _track17_rejected(rejected: list[Any]) -> str:
 def _track17_entry(entry: dict[str, Any], line: int, sink: _Collector) -> None:
     sink.trackings += 1
     order_id = _first_text(entry, ("tag", "number"))
-    track_info = entry.get("track_info")
-    tracking = track_info.get("tracking") if isinstance(track_info, dict) else None
-    providers = tracking.get("providers") if isinstance(tracking, dict) else None
-    if not isinstance(providers, list):
-        if track_info is None or providers is None:
+    value: Any = entry
+    for key, kind in (("track_info", dict), ("tracking", dict), ("providers", list)):
+        value = value.get(key)
+        if value is None:  # e.g. a TRACKING_STOPPED push, or a number not tracked yet
             sink.without_checkpoints += 1
-        else:
-            sink.reject_record(
-                line,
-                f"track_info.tracking.providers is {_json_type(providers)}, not an array",
-                order_id,
-            )
-        return
+            return
+        if not isinstance(value, kind):
+            wanted = "an object" if kind is dict else "an array"
+            sink.reject_record(line, f"{key} is {_json_type(value)}, not {wanted}", order_id)
+            return
+    providers: list[Any] = value
     found = False
     for block in providers:
         block_line = _line(block, line)

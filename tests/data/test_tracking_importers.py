@@ -207,6 +207,10 @@ def test_aftership_api_responses_list_and_single(tmp_path: Path) -> None:
     assert result.events[["order_id", "event_at", "milestone"]].values.tolist() == [
         ["A-9", "2026-10-01T09:00:00+02:00", "out_for_delivery"]
     ]
+    # Newer API versions return the tracking itself as data.
+    newer = {"meta": {"code": 200}, "data": {"order_id": "A-10", "checkpoints": [checkpoint]}}
+    result = import_aftership(write(tmp_path, "newer.json", json.dumps(newer)))
+    assert result.events["order_id"].tolist() == ["A-10"]
 
 
 def webhook(order_id: str, checkpoints: list[dict[str, object]]) -> str:
@@ -598,6 +602,7 @@ def test_17track_gettrackinfo_response(tmp_path: Path) -> None:
                     "track_info": track_info([EV_PICKED]),
                 },
                 {"number": "RR2", "carrier": 3011, "track_info": None},
+                {"number": "RR3", "track_info": {"tracking": {"providers": "China Post"}}},
             ],
             "rejected": [
                 {
@@ -626,6 +631,8 @@ def test_17track_gettrackinfo_response(tmp_path: Path) -> None:
         "numbers 17TRACK did not track (no events): 1"
         " (RR404: The tracking number 'RR404' is not registered)",
     ]
+    # The third accepted entry opens on line 48 of the pretty-printed response.
+    assert reject_rows(result) == [[48, "RR3", "(record)", "providers is text, not an array"]]
     error = write(tmp_path, "error.json", json.dumps({"code": -18010002, "data": {"errors": []}}))
     with pytest.raises(InputFileError) as caught:
         import_17track(error)

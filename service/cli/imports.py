@@ -1,4 +1,5 @@
-"""``window-advisor import``: turn the Olist orders table or a seller's export into history."""
+"""``window-advisor import``: history from the Olist table or a seller's export; tracking
+events from AfterShip or 17TRACK exports."""
 
 from __future__ import annotations
 
@@ -19,18 +20,30 @@ from data.importers import (
     write_import,
 )
 from data.tables import table_format, write_table
+from data.tracking_importers import (
+    TrackingImport,
+    import_17track,
+    import_aftership,
+    write_tracking_import,
+)
 from model.errors import AdvisorError
 from service.cli.common import console, friendly_errors, out, print_rejects_summary
 
 import_app = typer.Typer(
     name="import",
-    help="Import shipment history: the public Olist orders table or any seller's CSV export.",
+    help=(
+        "Import shipment history (the public Olist orders table or any seller's CSV export)"
+        " or tracking events (AfterShip or 17TRACK exports)."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
 HistoryOut = Annotated[
     Path, typer.Option("--out", help="History file to write (.csv, .csv.gz, .parquet).")
+]
+EventsOut = Annotated[
+    Path, typer.Option("--out", help="Events file to write (.csv, .csv.gz, .parquet).")
 ]
 
 
@@ -134,3 +147,75 @@ def seller_csv(
         )
     _report(result, out_path)
     print_rejects_summary(result.rejects, "rows")
+
+
+def _report_tracking(result: TrackingImport, input_path: Path, out_path: Path) -> None:
+    """Write the events and their rejects, then account for every checkpoint read."""
+
+    rejects_path = rejects_path_for(out_path)
+    unmapped = sum(result.unmapped.values())
+    if result.events.empty:
+        write_table(result.rejects, rejects_path)
+        print_rejects_summary(result.rejects, "checkpoints or records")
+        raise AdvisorError(
+            f"no event to write: {input_path} has {result.checkpoints:,} checkpoints"
+            f" ({unmapped:,} unmapped, {result.duplicates:,} duplicates,"
+            f" {result.checkpoint_rejects:,} rejected) and {result.records_rejected:,} rejected"
+            f" records; nothing written to {out_path}; rejects in {rejects_path}"
+        )
+    write_tracking_import(result, out_path)
+    for note in result.notes:
+        console.print(note, highlight=False, soft_wrap=True)
+    table = Table(
+        title=f"{result.service} export: trackings {result.trackings:,},"
+        f" checkpoints {result.checkpoints:,}"
+    )
+    table.add_column("count", justify="right")
+    table.add_column("outcome")
+    table.add_row(f"{len(result.events):,}", f"written to {out_path}")
+    if result.duplicates:
+        table.add_row(f"{result.duplicates:,}", "duplicate: counted once")
+    for status, count in result.unmapped.items():
+        table.add_row(f"{count:,}", f"unmapped: {status}")
+    for reason, count in summarise_reasons(result.rejects).items():
+        table.add_row(f"{count:,}", f"rejected: {reason}")
+    out.print(table)
+    out.print(
+        f"wrote {len(result.events):,} events to {out_path}; unmapped {unmapped:,};"
+        f" duplicates {result.duplicates:,}; rejected {len(result.rejects):,}"
+        f" (listed in {rejects_path})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print_rejects_summary(result.rejects, "checkpoints or records")
+
+
+TrackingExport = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="The export: one JSON document or JSON Lines (a .gz file is decompressed).",
+    ),
+]
+
+
+@import_app.command("aftership")
+@friendly_errors
+def aftership(input_path: TrackingExport, out_path: EventsOut) -> None:
+    """AfterShip trackings (array, API response or webhook JSON Lines) as tracking events."""
+
+    table_format(out_path)
+    with console.status(f"reading {input_path}"):
+        result = import_aftership(input_path)
+    _report_tracking(result, input_path, out_path)
+
+
+@import_app.command("17track")
+@friendly_errors
+def seventeen_track(input_path: TrackingExport, out_path: EventsOut) -> None:
+    """17TRACK v2 push bodies or gettrackinfo responses as tracking events."""
+
+    table_format(out_path)
+    with console.status(f"reading {input_path}"):
+        result = import_17track(input_path)
+    _report_tracking(result, input_path, out_path)

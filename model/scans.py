@@ -130,6 +130,84 @@ class ScanGaps:
         return table[country, code]
 
 
+@dataclass(frozen=True)
+class MilestoneResidual:
+    """How long delivery takes after a scan of each milestone, per lane: a censoring-aware
+    daily hazard of "delivered ``u`` days after the scan", shrunk toward the method's and
+    then the milestone's all-lanes hazard (``prior`` parcels' worth), as survival curves.
+
+    ``curves[key]`` is ``P(delivered more than u days after the scan)`` for u = 0..horizon-1,
+    ``key`` from :meth:`key`; a parcel lost after the scan never is.
+    """
+
+    curves: np.ndarray  # (keys, horizon)
+    n_countries: int
+    n_methods: int
+
+    @staticmethod
+    def _keys(n_methods: int, country: np.ndarray, method: np.ndarray, milestone: np.ndarray):
+        return (country * n_methods + method) * len(MILESTONES) + milestone
+
+    def key(self, country: np.ndarray, method: np.ndarray, milestone: np.ndarray) -> np.ndarray:
+        country = np.clip(np.asarray(country, dtype=np.int64), 0, self.n_countries - 1)
+        method = np.clip(np.asarray(method, dtype=np.int64), 0, self.n_methods - 1)
+        milestone = np.clip(np.asarray(milestone, dtype=np.int64), 0, len(MILESTONES) - 1)
+        return self._keys(self.n_methods, country, method, milestone)
+
+    @classmethod
+    def fit(
+        cls,
+        scan_day: np.ndarray,
+        milestone: np.ndarray,
+        country: np.ndarray,
+        method: np.ndarray,
+        delivered_day: np.ndarray,
+        cutoff_day: np.ndarray,
+        *,
+        n_countries: int,
+        n_methods: int,
+        horizon: int = 256,
+        prior: float = 20.0,
+    ) -> MilestoneResidual:
+        """One entry per scan: its day, milestone and lane, the parcel's delivery day (NaN if
+        not delivered by the cut-off) and the cut-off day."""
+        delivered = np.isfinite(delivered_day)
+        end = np.where(delivered, delivered_day, cutoff_day)
+        duration = np.clip((end - scan_day).astype(np.int64), 0, horizon - 1)
+        event = delivered & ((end - scan_day) < horizon)
+        n_m = len(MILESTONES)
+
+        def counts(group: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+            """(deliveries, parcels at risk) per group and day after the scan."""
+            flat = group * horizon + duration
+            events = np.bincount(flat[event], minlength=size * horizon).reshape(size, horizon)
+            leaving = np.bincount(flat, minlength=size * horizon).reshape(size, horizon)
+            at_risk = leaving[:, ::-1].cumsum(axis=1)[:, ::-1]  # still waiting at day u
+            return events.astype(np.float64), at_risk.astype(np.float64)
+
+        all_events, all_risk = counts(milestone, n_m)
+        base = all_events / np.maximum(all_risk, 1.0)
+        by_method = method * n_m + milestone
+        m_events, m_risk = counts(by_method, n_methods * n_m)
+        method_hazard = (m_events + prior * np.tile(base, (n_methods, 1))) / (m_risk + prior)
+        lane = cls._keys(n_methods, country, method, milestone)
+        l_events, l_risk = counts(lane, n_countries * n_methods * n_m)
+        lane_hazard = (l_events + prior * np.tile(method_hazard, (n_countries, 1))) / (
+            l_risk + prior
+        )
+        hazard = np.clip(lane_hazard, 0.0, 1.0 - 1e-9)
+        curves = np.exp(np.cumsum(np.log1p(-hazard), axis=1)).astype(np.float32)
+        return cls(curves=curves, n_countries=n_countries, n_methods=n_methods)
+
+    def conditional(self, key: np.ndarray, waited: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+        """``P(delivered more than waited + ahead days after the scan | not by waited)``."""
+        last = self.curves.shape[1] - 1
+        waited = np.clip(np.asarray(waited, dtype=np.int64), 0, last)
+        later = np.clip(waited + np.asarray(ahead, dtype=np.int64), 0, last)
+        now = self.curves[key, waited].astype(np.float64)
+        return np.clip(self.curves[key, later] / np.maximum(now, 1e-12), 0.0, 1.0)
+
+
 FEATURES = (
     "country",
     "method",
@@ -138,6 +216,7 @@ FEATURES = (
     "elapsed",
     "horizon",
     "hazard_logit",
+    "milestone_logit",
     "relative_time",
     "days_since_last_scan",
     "relative_silence",
@@ -163,6 +242,7 @@ class LandmarkScanModel(BaseEstimator):
         random_landmarks: int = 2,
         decision_days: int = 5,
         extension_days: int = 30,
+        extensions: int = 2,
         learning_rate: float = 0.1,
         max_iter: int = 200,
         max_leaf_nodes: int = 31,
@@ -178,6 +258,7 @@ class LandmarkScanModel(BaseEstimator):
         self.random_landmarks = random_landmarks
         self.decision_days = decision_days
         self.extension_days = extension_days
+        self.extensions = extensions
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.max_leaf_nodes = max_leaf_nodes
@@ -203,6 +284,7 @@ class LandmarkScanModel(BaseEstimator):
         encoder = hazard.encoder_  # type: ignore[attr-defined]
         features = encoder.transform(known)
         names = encoder.feature_names
+        self.hazard_names_ = list(names)
         country = features.codes[:, names.index("country")]
         self.n_countries_ = int(encoder.radices[names.index("country")])
 
@@ -218,6 +300,9 @@ class LandmarkScanModel(BaseEstimator):
             min_days=self.stall_min_days,
         )
 
+        self.residual_ = self._fit_residual(
+            known, scans, order_index, features, cutoff, int(encoder.radices[names.index("method")])
+        )
         tracked = np.flatnonzero(order_index >= 0)
         self.n_tracked_parcels_ = len(tracked)
         if len(tracked) < self.min_parcels:
@@ -261,6 +346,37 @@ class LandmarkScanModel(BaseEstimator):
         self.positive_rate_ = float(label.mean()) if len(label) else 0.0
         return self
 
+    def _fit_residual(
+        self,
+        known: pd.DataFrame,
+        scans: ScanTable,
+        order_index: np.ndarray,
+        features: EncodedFeatures,
+        cutoff: int,
+        n_methods: int,
+    ) -> MilestoneResidual:
+        """Delivery time after each milestone's scans of the history, per lane."""
+        names = self.hazard_names_
+        parcel_of_order = np.full(scans.n_orders, -1, dtype=np.int64)
+        tracked = np.flatnonzero(order_index >= 0)
+        parcel_of_order[order_index[tracked]] = tracked
+        owner = parcel_of_order[scans.owners()]
+        mine = owner >= 0
+        owner = owner[mine]
+        delivered = known["delivered_at"].to_numpy(dtype="datetime64[ns]")
+        day = delivered.astype("datetime64[D]").astype(np.int64).astype(np.float64)
+        delivered_day = np.where(~np.isnat(delivered) & (day <= cutoff), day, np.nan)
+        return MilestoneResidual.fit(
+            scans.day[mine].astype(np.int64),
+            scans.code[mine].astype(np.int64),
+            features.codes[owner, names.index("country")],
+            features.codes[owner, names.index("method")],
+            delivered_day[owner],
+            np.full(len(owner), cutoff),
+            n_countries=self.n_countries_,
+            n_methods=n_methods,
+        )
+
     def _landmarks(
         self, parcels: pd.DataFrame, cutoff: int, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
@@ -285,16 +401,24 @@ class LandmarkScanModel(BaseEstimator):
 
         ext = self.extension_days
         for before in range(self.decision_days):  # the days a decision is taken
-            for shift in (0, ext):
+            for shift in range(0, ext * self.extensions + 1, ext):  # before each extension
                 e = deadline + shift - before
                 h = before
                 add(e, np.full(n, h), index)
                 add(e, np.full(n, h + ext), index)
+        # Random landmarks are drawn over a span that does not depend on when the parcel
+        # arrived (its window and the extensions after it, within what was observed), then
+        # kept only while it was undelivered. Drawing within the parcel's own time in transit
+        # instead would thin out slow parcels at every day and bias the estimate toward
+        # early delivery.
+        last_decision = deadline + ext * self.extensions + self.decision_days
+        span = np.maximum(np.minimum(last_decision, observed), 0) + 1
         for _ in range(self.random_landmarks):
-            e = np.floor(rng.random(n) * (np.maximum(last_landmark, 0) + 1)).astype(np.int64)
+            e = np.floor(rng.random(n) * span).astype(np.int64)
             add(e, rng.integers(1, 11, size=n), index)
             add(e, rng.integers(1, 91, size=n), index)
             add(e, np.maximum(deadline - e, 1), index)
+            add(e, np.maximum(deadline - e, 1) + ext, index)
         who = np.concatenate(parcel_parts)
         elapsed = np.concatenate(elapsed_parts).astype(np.int64)
         horizon = np.concatenate(horizon_parts).astype(np.int64)
@@ -323,6 +447,9 @@ class LandmarkScanModel(BaseEstimator):
         typical = hazard.typical_transit_[country, method]  # type: ignore[attr-defined]
         since = state.days_since_last_scan
         median_gap = self.gaps_.lookup(self.gaps_.median, country, state.last_milestone)
+        after_scan = self.residual_.conditional(
+            self.residual_.key(country, method, state.last_milestone), since, horizon
+        )
         columns = {
             "country": country,
             "method": method,
@@ -331,6 +458,7 @@ class LandmarkScanModel(BaseEstimator):
             "elapsed": elapsed,
             "horizon": horizon,
             "hazard_logit": _logit(prior),
+            "milestone_logit": _logit(after_scan),
             "relative_time": elapsed / np.maximum(typical, 1.0),
             "days_since_last_scan": since,
             "relative_silence": since / median_gap,

@@ -121,9 +121,10 @@ def score_frame(
 
 
 def scored_frame(scored: dict[str, np.ndarray]) -> pd.DataFrame:
-    """:func:`score_columns`' arrays as a frame; ``days_since_last_scan`` becomes a
-    nullable integer column (empty for orders without scans)."""
+    """:func:`score_columns`' arrays as a frame; ``last_milestone`` a string column and
+    ``days_since_last_scan`` a nullable integer one (both missing for orders without scans)."""
     frame = pd.DataFrame(scored, columns=list(SCORED_COLUMNS))
+    frame["last_milestone"] = pd.Series(scored["last_milestone"], dtype="str")
     frame["days_since_last_scan"] = pd.array(
         np.round(scored["days_since_last_scan"]), dtype="Int64"
     )

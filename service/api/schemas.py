@@ -61,11 +61,22 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+def _naive_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC without its offset; one before year 1 in UTC gives
+    ``datetime.min`` (out of the supported range like any date before 1900)."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return datetime.min
+
+
 def _iso_date(value: Any) -> date:
     """An ISO 8601 date (``YYYY-MM-DD``) or date-time; a date-time with an offset is taken
     in UTC, then its date is used (as the batch path does)."""
     if isinstance(value, datetime):
-        parsed = value.astimezone(UTC).date() if value.tzinfo else value.date()
+        parsed = _naive_utc(value).date()
     elif isinstance(value, date):
         parsed = value
     elif isinstance(value, str):
@@ -75,7 +86,7 @@ def _iso_date(value: Any) -> date:
                 parsed = date.fromisoformat(text)
             elif len(text) > 10 and text[10] in "T ":
                 moment = datetime.fromisoformat(text)
-                parsed = moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+                parsed = _naive_utc(moment).date()
             else:
                 raise ValueError(text)
         except (ValueError, IndexError):
@@ -130,8 +141,7 @@ def _iso_datetime(value: Any) -> datetime:
             ) from None
     else:
         raise PydanticCustomError("datetime_type", "must be an ISO 8601 date-time string", {})
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = _naive_utc(moment)
     if not MIN_DATE <= moment.date() <= MAX_DATE:
         raise PydanticCustomError(
             "date_range",

@@ -175,8 +175,10 @@ def score_and_write(
         first[positions] = lines
     result = score_partition(raw, model, policy, as_of, first)
     name = f"part.{number:05d}.parquet"
-    pq.write_table(
-        pa.Table.from_pandas(result.scored, schema=SCORED_SCHEMA, preserve_index=False),
+    pq.write_table(  # cast: the local engine's schema exactly, no pandas metadata
+        pa.Table.from_pandas(result.scored, schema=SCORED_SCHEMA, preserve_index=False).cast(
+            SCORED_SCHEMA
+        ),
         os.path.join(scored_dir, name),
     )
     pq.write_table(

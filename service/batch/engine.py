@@ -94,6 +94,8 @@ SCORED_SCHEMA = pa.schema(
         ("respond_by", pa.timestamp("ns")),
         ("reasons", pa.string()),
         ("model_version", pa.string()),
+        ("last_milestone", pa.string()),
+        ("days_since_last_scan", pa.int64()),
     ]
 )
 assert tuple(SCORED_SCHEMA.names) == SCORED_COLUMNS

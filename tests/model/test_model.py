@@ -222,7 +222,9 @@ def check_ten_shipment_lane_is_pooled(base_model: AdvisorModel, history: pd.Data
     np.testing.assert_array_equal(p_km, [1.0, 0.0])
     predicted = base_model.predict(orders, AS_OF)
     p_model = predicted["p_late"].to_numpy()
-    assert np.all((p_model > 0.03) & (p_model < 0.97)), p_model
+    # Neither certain like Kaplan-Meier's 1 and 0: the pooled estimate. The generator's true
+    # P(late) of a pooled-law parcel 5 days out with a 75-day deadline is about 0.02.
+    assert np.all((p_model > 0.01) & (p_model < 0.97)), p_model
     assert p_model[0] < 0.7  # Kaplan-Meier: certainly late
     assert predicted["sparse_lane"].all()
     assert not predicted["unseen_country"].any()

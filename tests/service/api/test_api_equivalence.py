@@ -36,6 +36,12 @@ def expected_rows(raw: pd.DataFrame, snapshot: LoadedModel, as_of: date) -> list
                 "respond_by": None
                 if pd.isna(row["respond_by"])
                 else row["respond_by"].date().isoformat(),
+                "last_milestone": None
+                if pd.isna(row["last_milestone"])
+                else str(row["last_milestone"]),
+                "days_since_last_scan": None
+                if pd.isna(row["days_since_last_scan"])
+                else int(row["days_since_last_scan"]),
             }
         )
     return rows

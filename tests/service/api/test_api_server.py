@@ -127,7 +127,9 @@ def test_serve_trains_the_default_model_when_none_is_there(
     real_train = model.train.train_model
     small = TrainingConfig(hazard={"max_iter": 20, "max_person_days": 60_000})
     monkeypatch.setattr(
-        model.train, "train_model", lambda valid, as_of: real_train(valid, as_of, small)
+        model.train,
+        "train_model",
+        lambda valid, as_of, scans=None: real_train(valid, as_of, small, scans=scans),
     )
     settings = ApiSettings(data_dir=tmp_path / "data", default_history_rows=2000)
     stderr = io.StringIO()

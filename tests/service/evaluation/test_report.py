@@ -55,6 +55,7 @@ def assert_sections(page: str) -> None:
         "late-by-month": "Late share by month",
         "calibration": "Calibration of p_late",
         "decision-cost": "Decision cost: policy beside the rules",
+        "scans": "What the scans change",
         "lanes": "Per-lane table",
     }
     assert tuple(titles) == SECTION_IDS
@@ -143,7 +144,8 @@ def test_report_without_backtest_still_has_every_section() -> None:
     sources = assert_self_contained(page)
     assert len(sources) == 3  # transit by country and by region, late share by month
     assert "tiny &lt;history&gt;.csv" in page  # user text is escaped
-    assert page.count("No backtest: no decision points between 2026-06-04 and 2026-11-01.") == 2
+    # Calibration, decision cost and scans each say so.
+    assert page.count("No backtest: no decision points between 2026-06-04 and 2026-11-01.") == 3
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +229,7 @@ def test_report_without_a_model_uses_the_history(
     assert_sections(page)
     assert_self_contained(page)
     assert "no backtest: the 150-day backtest could not run" in text
-    assert page.count("No backtest: the 150-day backtest could not run: ") == 2
+    assert page.count("No backtest: the 150-day backtest could not run: ") == 3
 
 
 def test_report_with_a_missing_model_directory_is_an_error(tmp_path: Path) -> None:

@@ -46,6 +46,19 @@ class TooFewTrackedParcels(ValueError):
 
 _EPS = 1e-6
 _MIN_GAPS = 30  # gaps a (lane, milestone) needs for its own silence statistics
+SHIPPED = len(MILESTONES)
+"""The anchor code of an order without any scan yet: time counts from its shipment."""
+ANCHORS = len(MILESTONES) + 1
+"""Anchor codes: a milestone (the last scan's), or :data:`SHIPPED`."""
+
+
+def anchor_of(state: ScanState, elapsed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor code, days since the anchor) per row: the last scan, or the shipment when
+    the order has no scan yet."""
+    has = state.has_scans
+    anchor = np.where(has, state.last_milestone, SHIPPED)
+    since = np.where(has, state.days_since_last_scan, np.asarray(elapsed, dtype=np.float64))
+    return anchor, since
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -72,11 +85,37 @@ def state_at(
 
 
 @dataclass(frozen=True)
-class ScanGaps:
-    """How many days a lane usually stays silent after each milestone before the next scan.
+class _Anchored:
+    """Every parcel's anchors in time order: its shipment (code :data:`SHIPPED`) and its
+    scans; ``parcel`` indexes the history frame, ``day`` is days since 1970-01-01."""
 
-    ``median`` and ``stall`` have shape (country codes, milestones); rows of pooled or rare
-    lanes hold the all-lanes figure of the milestone.
+    parcel: np.ndarray
+    day: np.ndarray
+    code: np.ndarray
+
+
+def _anchored_scans(scans: ScanTable, order_index: np.ndarray, ship_day: np.ndarray) -> _Anchored:
+    parcel_of_order = np.full(scans.n_orders, -1, dtype=np.int64)
+    tracked = np.flatnonzero(order_index >= 0)
+    parcel_of_order[order_index[tracked]] = tracked
+    owner = parcel_of_order[scans.owners()]
+    mine = owner >= 0
+    n = len(ship_day)
+    parcel = np.concatenate([np.arange(n), owner[mine]])
+    day = np.concatenate([ship_day, scans.day[mine]]).astype(np.int64)
+    code = np.concatenate([np.full(n, SHIPPED), scans.code[mine].astype(np.int64)])
+    # Stable by parcel then day; the shipment first on its day (it precedes any scan).
+    order = np.lexsort((code != SHIPPED, day, parcel))
+    return _Anchored(parcel=parcel[order], day=day[order], code=code[order])
+
+
+@dataclass(frozen=True)
+class ScanGaps:
+    """How many days a lane usually stays silent after each milestone (or after shipment,
+    until the first scan) before the next scan.
+
+    ``median`` and ``stall`` have shape (country codes, :data:`ANCHORS`); rows of pooled or
+    rare lanes hold the all-lanes figure of the milestone.
     """
 
     median: np.ndarray
@@ -85,26 +124,22 @@ class ScanGaps:
     @classmethod
     def fit(
         cls,
-        table: ScanTable,
-        country_of_order: np.ndarray,
+        gap: np.ndarray,
+        milestone: np.ndarray,
+        country: np.ndarray,
         n_countries: int,
         *,
         quantile: float,
         factor: float,
         min_days: float,
     ) -> ScanGaps:
-        """Gaps between consecutive scans of the same order, by the earlier scan's milestone
-        and the order's country code (``country_of_order``, one per table order)."""
-        owners = table.owners()
-        follows = np.flatnonzero(owners[1:] == owners[:-1])  # scan i has a next scan i + 1
-        gap = (table.day[follows + 1] - table.day[follows]).astype(np.float64)
-        milestone = table.code[follows].astype(np.int64)
-        country = country_of_order[owners[follows]]
-        n_milestones = len(MILESTONES)
+        """From observed gaps (days from a scan, or from shipment, to the parcel's next
+        scan), by the anchor's milestone code (:data:`ANCHORS`) and the country code."""
+        gap = np.asarray(gap, dtype=np.float64)
         overall_median = float(np.median(gap)) if len(gap) else 3.0
         overall_q = float(np.quantile(gap, quantile)) if len(gap) else 10.0
-        median = np.full((n_countries, n_milestones), overall_median)
-        stall_q = np.full((n_countries, n_milestones), overall_q)
+        median = np.full((n_countries, ANCHORS), overall_median)
+        stall_q = np.full((n_countries, ANCHORS), overall_q)
         frame = pd.DataFrame({"country": country, "milestone": milestone, "gap": gap})
         by_milestone = frame.groupby("milestone")["gap"]
         counts = by_milestone.size()
@@ -124,15 +159,15 @@ class ScanGaps:
             stall_q[rows[keep], cols[keep]] = stats.iloc[:, 1].to_numpy()[keep]
         return cls(median=np.maximum(median, 1.0), stall=np.maximum(factor * stall_q, min_days))
 
-    def lookup(self, table: np.ndarray, country: np.ndarray, milestone: np.ndarray) -> np.ndarray:
+    def lookup(self, table: np.ndarray, country: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         country = np.clip(np.asarray(country, dtype=np.int64), 0, table.shape[0] - 1)
-        code = np.clip(np.asarray(milestone, dtype=np.int64), 0, table.shape[1] - 1)
-        return table[country, code]
+        return table[country, np.asarray(anchor, dtype=np.int64)]
 
 
 @dataclass(frozen=True)
 class MilestoneResidual:
-    """How long delivery takes after a scan of each milestone, per lane: a censoring-aware
+    """How long delivery takes after a scan of each milestone (and after shipment, the
+    anchor :data:`SHIPPED`), per lane: a censoring-aware
     daily hazard of "delivered ``u`` days after the scan", shrunk toward the method's and
     then the milestone's all-lanes hazard (``prior`` parcels' worth), as survival curves.
 
@@ -146,12 +181,12 @@ class MilestoneResidual:
 
     @staticmethod
     def _keys(n_methods: int, country: np.ndarray, method: np.ndarray, milestone: np.ndarray):
-        return (country * n_methods + method) * len(MILESTONES) + milestone
+        return (country * n_methods + method) * ANCHORS + milestone
 
     def key(self, country: np.ndarray, method: np.ndarray, milestone: np.ndarray) -> np.ndarray:
         country = np.clip(np.asarray(country, dtype=np.int64), 0, self.n_countries - 1)
         method = np.clip(np.asarray(method, dtype=np.int64), 0, self.n_methods - 1)
-        milestone = np.clip(np.asarray(milestone, dtype=np.int64), 0, len(MILESTONES) - 1)
+        milestone = np.clip(np.asarray(milestone, dtype=np.int64), 0, ANCHORS - 1)
         return self._keys(self.n_methods, country, method, milestone)
 
     @classmethod
@@ -175,7 +210,7 @@ class MilestoneResidual:
         end = np.where(delivered, delivered_day, cutoff_day)
         duration = np.clip((end - scan_day).astype(np.int64), 0, horizon - 1)
         event = delivered & ((end - scan_day) < horizon)
-        n_m = len(MILESTONES)
+        n_m = ANCHORS
 
         def counts(group: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
             """(deliveries, parcels at risk) per group and day after the scan."""
@@ -217,6 +252,7 @@ FEATURES = (
     "horizon",
     "hazard_logit",
     "milestone_logit",
+    "shipment_logit",
     "relative_time",
     "days_since_last_scan",
     "relative_silence",
@@ -238,8 +274,8 @@ class LandmarkScanModel(BaseEstimator):
     def __init__(
         self,
         *,
-        max_rows: int = 600_000,
-        random_landmarks: int = 2,
+        max_rows: int = 300_000,
+        random_landmarks: int = 6,
         decision_days: int = 5,
         extension_days: int = 30,
         extensions: int = 2,
@@ -287,22 +323,9 @@ class LandmarkScanModel(BaseEstimator):
         self.hazard_names_ = list(names)
         country = features.codes[:, names.index("country")]
         self.n_countries_ = int(encoder.radices[names.index("country")])
+        self.n_methods_ = int(encoder.radices[names.index("method")])
 
         order_index = scans.lookup(known["order_id"].to_numpy(dtype=object))
-        country_of_order = np.zeros(scans.n_orders, dtype=np.int64)
-        country_of_order[order_index[order_index >= 0]] = country[order_index >= 0]
-        self.gaps_ = ScanGaps.fit(
-            scans,
-            country_of_order,
-            self.n_countries_,
-            quantile=self.stall_quantile,
-            factor=self.stall_factor,
-            min_days=self.stall_min_days,
-        )
-
-        self.residual_ = self._fit_residual(
-            known, scans, order_index, features, cutoff, int(encoder.radices[names.index("method")])
-        )
         tracked = np.flatnonzero(order_index >= 0)
         self.n_tracked_parcels_ = len(tracked)
         if len(tracked) < self.min_parcels:
@@ -310,10 +333,16 @@ class LandmarkScanModel(BaseEstimator):
                 f"{len(tracked)} history parcels have scans; at least {self.min_parcels}"
                 " are needed to learn from scans"
             )
-        rows = self._landmarks(known.iloc[tracked], cutoff, rng)
-        parcel = tracked[rows["parcel"]]
-        ship_day = _days(known["shipped_at"].to_numpy()[parcel])
-        state = scan_state(scans, order_index[parcel], ship_day, ship_day + rows["elapsed"])
+        ship_day = _days(known["shipped_at"].to_numpy())
+        anchors = _anchored_scans(scans, order_index, ship_day)
+        self.gaps_ = self._fit_gaps(anchors, country)
+        self.residual_ = self._fit_residual(known, anchors, features, cutoff)
+
+        rows = self._landmarks(known, cutoff, rng)
+        parcel = rows["parcel"]
+        state = scan_state(
+            scans, order_index[parcel], ship_day[parcel], ship_day[parcel] + rows["elapsed"]
+        )
         # A landmark is a decision the advisor would take with scans in hand: with no scan
         # yet (the lane model answers then) or a delivered scan (it is delivered) it is not.
         usable = state.has_scans & np.isnan(state.delivered_day)
@@ -346,35 +375,38 @@ class LandmarkScanModel(BaseEstimator):
         self.positive_rate_ = float(label.mean()) if len(label) else 0.0
         return self
 
+    def _fit_gaps(self, anchors: _Anchored, country: np.ndarray) -> ScanGaps:
+        """Days from each anchor (a scan, or the shipment) to the parcel's next scan."""
+        follows = np.flatnonzero(anchors.parcel[1:] == anchors.parcel[:-1])
+        return ScanGaps.fit(
+            anchors.day[follows + 1] - anchors.day[follows],
+            anchors.code[follows],
+            country[anchors.parcel[follows]],
+            self.n_countries_,
+            quantile=self.stall_quantile,
+            factor=self.stall_factor,
+            min_days=self.stall_min_days,
+        )
+
     def _fit_residual(
-        self,
-        known: pd.DataFrame,
-        scans: ScanTable,
-        order_index: np.ndarray,
-        features: EncodedFeatures,
-        cutoff: int,
-        n_methods: int,
+        self, known: pd.DataFrame, anchors: _Anchored, features: EncodedFeatures, cutoff: int
     ) -> MilestoneResidual:
-        """Delivery time after each milestone's scans of the history, per lane."""
+        """Delivery time after each anchor of the history (its scans, and every parcel's
+        shipment), per lane."""
         names = self.hazard_names_
-        parcel_of_order = np.full(scans.n_orders, -1, dtype=np.int64)
-        tracked = np.flatnonzero(order_index >= 0)
-        parcel_of_order[order_index[tracked]] = tracked
-        owner = parcel_of_order[scans.owners()]
-        mine = owner >= 0
-        owner = owner[mine]
         delivered = known["delivered_at"].to_numpy(dtype="datetime64[ns]")
         day = delivered.astype("datetime64[D]").astype(np.int64).astype(np.float64)
         delivered_day = np.where(~np.isnat(delivered) & (day <= cutoff), day, np.nan)
+        owner = anchors.parcel
         return MilestoneResidual.fit(
-            scans.day[mine].astype(np.int64),
-            scans.code[mine].astype(np.int64),
+            anchors.day,
+            anchors.code,
             features.codes[owner, names.index("country")],
             features.codes[owner, names.index("method")],
             delivered_day[owner],
             np.full(len(owner), cutoff),
             n_countries=self.n_countries_,
-            n_methods=n_methods,
+            n_methods=self.n_methods_,
         )
 
     def _landmarks(
@@ -445,20 +477,27 @@ class LandmarkScanModel(BaseEstimator):
         country = lanes.codes[:, names.index("country")]
         method = lanes.codes[:, names.index("method")]
         typical = hazard.typical_transit_[country, method]  # type: ignore[attr-defined]
-        since = state.days_since_last_scan
-        median_gap = self.gaps_.lookup(self.gaps_.median, country, state.last_milestone)
-        after_scan = self.residual_.conditional(
-            self.residual_.key(country, method, state.last_milestone), since, horizon
+        anchor, since = anchor_of(state, elapsed)
+        median_gap = self.gaps_.lookup(self.gaps_.median, country, anchor)
+        after_anchor = self.residual_.conditional(
+            self.residual_.key(country, method, anchor), since, horizon
         )
         columns = {
             "country": country,
             "method": method,
-            "last_milestone": state.last_milestone,
+            "last_milestone": anchor,
             "furthest": state.furthest,
             "elapsed": elapsed,
             "horizon": horizon,
             "hazard_logit": _logit(prior),
-            "milestone_logit": _logit(after_scan),
+            "milestone_logit": _logit(after_anchor),
+            "shipment_logit": _logit(
+                self.residual_.conditional(
+                    self.residual_.key(country, method, np.full(len(country), SHIPPED)),
+                    elapsed,
+                    horizon,
+                )
+            ),
             "relative_time": elapsed / np.maximum(typical, 1.0),
             "days_since_last_scan": since,
             "relative_silence": since / median_gap,
@@ -482,9 +521,8 @@ class LandmarkScanModel(BaseEstimator):
         horizons: np.ndarray,
         hazard: object,
     ) -> np.ndarray:
-        """``P(T > horizons[i, j] | T > elapsed[i], scans)`` per row (all rows must have
-        scans). ``lanes`` are the rows' encoded features; horizons at or before ``elapsed``
-        give 1."""
+        """``P(T > horizons[i, j] | T > elapsed[i], scans)`` per row (rows with scans).
+        ``lanes`` are the rows' encoded features; horizons at or before ``elapsed`` give 1."""
         elapsed = np.asarray(elapsed, dtype=np.int64)
         horizons = np.asarray(horizons, dtype=np.int64)
         n, k = horizons.shape
@@ -502,5 +540,7 @@ class LandmarkScanModel(BaseEstimator):
         """No scan for far longer than this lane usually stays silent after the last one."""
         names = hazard.encoder_.feature_names  # type: ignore[attr-defined]
         country = lanes.codes[:, names.index("country")]
-        limit = self.gaps_.lookup(self.gaps_.stall, country, state.last_milestone)
+        limit = self.gaps_.lookup(
+            self.gaps_.stall, country, np.where(state.has_scans, state.last_milestone, SHIPPED)
+        )
         return state.has_scans & (state.days_since_last_scan > limit)

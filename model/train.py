@@ -176,8 +176,9 @@ def _holdout(
     elapsed = samples["elapsed"].to_numpy()
     raw = predict_conditional(early, samples, elapsed, horizons)
     hazard_raw = raw.copy()
-    scanned = np.zeros(len(samples), dtype=bool)
+    scanned = np.zeros(len(samples), dtype=bool)  # decided by the scan model
     terminal = np.zeros(len(samples), dtype=bool)
+    had_scans = np.zeros(len(samples), dtype=bool)  # a scan by the decision day
     if scans is not None:
         # Each decision sees only the scans dated on or before its own decision day.
         decision_day = samples["decision_at"].to_numpy(dtype="datetime64[D]").astype(np.int64)
@@ -195,6 +196,7 @@ def _holdout(
         )
         state = state.take(np.flatnonzero(keep))
         terminal = state.terminal
+        had_scans = state.has_scans
         if early_scans is not None:
             scanned = state.has_scans & ~terminal
             rows = np.flatnonzero(scanned)
@@ -236,7 +238,7 @@ def _holdout(
         }
     )
     if scans is not None:
-        with_scans = test_rows[scanned[test_rows]]
+        with_scans = test_rows[had_scans[test_rows]]
         info["scans"] = {
             "model": "landmark" if early_scans is not None else "none: too few tracked parcels",
             "test_decisions_with_scans": len(with_scans),

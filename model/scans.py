@@ -2,11 +2,12 @@
 
 For every history parcel with scans we take a few *landmark* days ``e`` at which it was still
 undelivered (the days a decision is taken: the last days before its deadline, and before the
-deadline after one extension; plus random days), read its state from its scans dated on or
+deadline after each extension; plus random days), read its state from its scans dated on or
 before ``e`` only (:func:`model.events.scan_state`), and ask whether it was still undelivered
 ``h`` days later. A gradient-boosted classifier learns that probability from the state, the
-lane, ``e``, ``h`` and the lane-only hazard model's own answer (its logit, a strong prior that
-lets sparse lanes lean on what the hazard model pooled).
+lane, ``e`` and ``h``, and three priors: the lane-only hazard model's own answer,
+and two censoring-aware curves per lane of how long delivery takes after a scan of the last
+milestone and after shipment (rare lanes borrow from their method and from all lanes).
 
 Censoring: a row is used only when its outcome at ``e + h`` was known at the cut-off whatever
 the parcel did (``e + h`` on or before it), so undelivered parcels are neither late nor
@@ -261,6 +262,10 @@ FEATURES = (
     "failed_attempts",
     "exceptions",
 )
+MONOTONE_PRIORS: frozenset[str] = frozenset({"hazard_logit"})
+"""Inputs the probability may only rise with. The hazard model's own answer is one (with
+the horizon's constraint, P(T > d + 30) <= P(T > d) holds by construction); the two
+scan-anchored priors are not: silence bends their relation to the truth."""
 CATEGORICAL = frozenset({"country", "method", "last_milestone"})
 
 
@@ -268,7 +273,7 @@ class LandmarkScanModel(BaseEstimator):
     """Gradient-boosted landmark model of the remaining transit given the scans so far.
 
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
-    Lane codes and the prior come from a fitted :class:`model.hazard.DiscreteTimeHazard`.
+    Lane and season codes come from a fitted :class:`model.hazard.DiscreteTimeHazard`.
     """
 
     def __init__(
@@ -312,7 +317,7 @@ class LandmarkScanModel(BaseEstimator):
     ) -> LandmarkScanModel:
         """Fit on validated history and its scans as known at ``as_of`` (later scans, and
         parcels shipped later, are not looked at). ``hazard`` is the lane-only model fitted
-        at the same cut-off: its encoder gives the lane codes, its curves the prior."""
+        at the same cut-off: its encoder gives the lane and season codes."""
         rng = np.random.default_rng(self.random_state)
         cutoff = int(np.datetime64(as_of, "D").astype(np.int64))
         scans = scans.subset(scans.day <= cutoff)
@@ -365,7 +370,8 @@ class LandmarkScanModel(BaseEstimator):
             l2_regularization=self.l2_regularization,
             categorical_features=[name in CATEGORICAL for name in FEATURES],
             monotonic_cst=[
-                -1 if name == "horizon" else 1 if name == "hazard_logit" else 0 for name in FEATURES
+                -1 if name == "horizon" else 1 if name in MONOTONE_PRIORS else 0
+                for name in FEATURES
             ],
             early_stopping=False,
             random_state=self.random_state,

@@ -184,13 +184,13 @@ def main() -> None:
         for seed in args.seeds:
             record = run(rows, seed, args.orders, policy, TrainingConfig())
             print(json.dumps(record, default=float), flush=True)
+            shares = record["savings_captured_vs_bayes_with_scans"]
             print(
                 f"rows {rows:>7,} seed {seed}: tracking gain captured"
                 f" {record['tracking_gain_captured']:.1%}; savings vs Bayes with scans"
-                f" {record['savings_captured_vs_bayes_with_scans']['policy']:.1%}"
-                f" (without scans {record['savings_captured_vs_bayes_with_scans']['policy_without_scans']:.1%});"
-                f" decisions {record['decisions']:,} ({record['decisions_with_scans']:,} with scans);"
-                f" fit {record['fit_seconds']:.0f} s",
+                f" {shares['policy']:.1%} (without scans {shares['policy_without_scans']:.1%});"
+                f" decisions {record['decisions']:,}"
+                f" ({record['decisions_with_scans']:,} with scans); fit {record['fit_seconds']:.0f} s",
                 file=sys.stderr,
             )
 

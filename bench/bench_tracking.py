@@ -190,7 +190,8 @@ def main() -> None:
                 f" {record['tracking_gain_captured']:.1%}; savings vs Bayes with scans"
                 f" {shares['policy']:.1%} (without scans {shares['policy_without_scans']:.1%});"
                 f" decisions {record['decisions']:,}"
-                f" ({record['decisions_with_scans']:,} with scans); fit {record['fit_seconds']:.0f} s",
+                f" ({record['decisions_with_scans']:,} with scans);"
+                f" fit {record['fit_seconds']:.0f} s",
                 file=sys.stderr,
             )
 

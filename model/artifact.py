@@ -41,12 +41,18 @@ MANIFEST_FILE = "manifest.json"
 # 2: interaction constraints renumbered (curves exact for regional lanes), relative time.
 FORMAT_VERSION = 3  # 3: the model may carry a scan model
 # Libraries whose pickles must match: (name, how many version parts must agree).
-_PINNED = (("scikit-learn", 2), ("numpy", 1), ("joblib", 1))
+_PINNED = (("scikit-learn", 2), ("numpy", 1), ("joblib", 1), ("xgboost", 1))
 
 
 def library_versions() -> dict[str, str]:
+    import xgboost  # its wheel is named xgboost or xgboost-cpu: ask the module
+
     names = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
-    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+    return {
+        "python": platform.python_version(),
+        **{n: version(n) for n in names},
+        "xgboost": xgboost.__version__,
+    }
 
 
 def file_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from model.errors import AdvisorError
+from model.signing import ALGORITHM, key_id
 from service.cli.common import (
     AsOf,
     HistoryPath,
@@ -86,6 +87,13 @@ def train(
             value = metrics.get(key)
             summary.add_row(f"{name} {key}", "n/a" if value is None else f"{value:.4f}")
     summary.add_row("calibration", fitted.calibrator.note)
+    keys = get_settings().signing_keys()
+    summary.add_row(
+        "signature",
+        f"{ALGORITHM}, key id {key_id(keys.current)}"
+        if keys is not None
+        else "none (ADVISOR_SIGNING_KEY not set)",
+    )
     summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
     out.print(summary)
 
@@ -112,16 +120,16 @@ def evaluate(
     from service.policy import load_policy
 
     settings = get_settings()
+    config = TrainingConfig()
+    try:  # reuse the hyper-parameters of the model being evaluated, if there is one
+        manifest = read_manifest(model_dir_or_default(model), keys=settings.signing_keys())
+        config = TrainingConfig(**manifest["training"]["config"])
+    except (ModelNotFoundError, KeyError, TypeError):
+        pass
     loaded = load_history(history, settings)
     print_rejects_summary(loaded.validated.rejects, "history rows")
     valid = loaded.validated.valid
     cutoff = as_date(as_of) or latest_date(valid)
-    config = TrainingConfig()
-    try:  # reuse the hyper-parameters of the model being evaluated, if there is one
-        recorded = read_manifest(model_dir_or_default(model))["training"]["config"]
-        config = TrainingConfig(**recorded)
-    except (ModelNotFoundError, KeyError, TypeError):
-        pass
     truth = true_survival if read_generator_meta(loaded.path) else None
     with console.status(f"backtesting {len(valid):,} shipments ({holdout_days}-day holdout)"):
         result = run_backtest(
@@ -284,7 +292,7 @@ def score(
         raise AdvisorError("--scheduler needs --engine dask")
     decision_date = as_date(as_of) or today_utc()  # flags first: loading a model takes time
     settings = get_settings()
-    fitted, _ = load_model(model_dir_or_default(model))
+    fitted, _ = load_model(model_dir_or_default(model), keys=settings.signing_keys())
     rules = load_policy(policy or settings.policy_file)
     job = BatchJob.create(
         input_path,

@@ -1,0 +1,162 @@
+"""Structured logs of the service: one JSON object per line, an access line per request.
+
+:class:`AccessLog` (pure ASGI, outermost) gives every request an id (a sane incoming
+``X-Request-ID`` is kept, anything else replaced by a fresh one), echoes it in the response,
+and logs one line on ``service.api.access``: time, request id, method, route template,
+status, latency, and, where the route set them, the model version and the number of orders.
+Never headers, bodies, query strings or order fields, so never a key. Admin actions log at
+warning level on ``service.api.admin`` (:func:`log_admin`).
+
+``serve`` hands :data:`LOGGING_CONFIG` to uvicorn, which applies it in every worker process;
+without it (tests, library use) the access lines are not even built (INFO is off).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "LOGGING_CONFIG",
+    "AccessLog",
+    "JsonFormatter",
+    "log_admin",
+    "note_request",
+    "request_id_of",
+]
+
+access_log = logging.getLogger("service.api.access")
+admin_log = logging.getLogger("service.api.admin")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# An incoming id is kept only when it is short and plain: it goes into logs and headers.
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as one JSON line: time (UTC, ms), level, logger, message, and the
+    record's ``fields`` (given with ``extra={"fields": {...}}``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+LOGGING_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JsonFormatter}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "service": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # uvicorn's own access log is off (AccessLog replaces it): warnings only.
+        "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+    },
+}
+
+
+def request_id_of(scope: Scope) -> str | None:
+    state = scope.get("state")
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+def note_request(
+    scope: Scope, *, model_version: str | None = None, orders: int | None = None
+) -> None:
+    """Record what the access line should say about this request (called by routes)."""
+    state = scope.setdefault("state", {})
+    if model_version is not None:
+        state["model_version"] = model_version
+    if orders is not None:
+        state["orders"] = orders
+
+
+def log_admin(scope: Scope, message: str, **fields: Any) -> None:
+    """A warning-level line about an admin action (reload, refused access), with the
+    request id and the client address."""
+    client = scope.get("client")
+    admin_log.warning(
+        message,
+        extra={
+            "fields": {
+                "request_id": request_id_of(scope),
+                "client": client[0] if client else None,
+                "path": scope.get("path"),
+                **fields,
+            }
+        },
+    )
+
+
+class AccessLog:
+    """Request id in and out, and one access line per HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = b""
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                incoming = value
+                break
+        request_id = incoming.decode() if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        echoed = (REQUEST_ID_HEADER, request_id.encode())
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": scope.get("method"),
+                            "route": route,
+                            "status": status,
+                            "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                            "model_version": state.get("model_version"),
+                            "orders": state.get("orders"),
+                        }
+                    },
+                )

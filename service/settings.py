@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.signing import MIN_KEY_CHARS, SigningKeys
@@ -48,10 +48,10 @@ class Settings(BaseSettings):
 
     @field_validator("signing_key", "signing_key_previous")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_KEY_CHARS:
             raise ValueError(
-                f"{env_name(str(info.field_name))} needs at least {MIN_KEY_CHARS} characters"
+                f"needs at least {MIN_KEY_CHARS} characters"
                 " (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return value

@@ -50,7 +50,7 @@ class ApiSettings(Settings):
     @classmethod
     def _admin_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
-            raise ValueError(f"ADVISOR_ADMIN_KEY needs at least {MIN_ADMIN_KEY_CHARS} characters")
+            raise ValueError(f"needs at least {MIN_ADMIN_KEY_CHARS} characters")
         return value
 
     @model_validator(mode="after")

@@ -82,13 +82,12 @@ def save_model(
     model: AdvisorModel,
     directory: Path,
     *,
+    keys: SigningKeys | None = None,  # signs with keys.current; None drops an old signature
     data_sha256: str,
     data_source: str,
     rows_rejected: int = 0,
-    keys: SigningKeys | None = None,
 ) -> dict[str, Any]:
-    """Write the model and its manifest atomically, signed with ``keys.current`` when keys
-    are given (an older signature is removed otherwise); returns the manifest."""
+    """Write the model and its manifest atomically; returns the manifest."""
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)

@@ -91,8 +91,7 @@ def train_and_save(
     status: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> TrainedModel:
     """Read and validate history, train as of ``as_of`` (default: its latest date), save
-    the artifact into ``directory`` (signed when ``settings`` hold a signing key) with the
-    rejected history rows beside it.
+    the artifact into ``directory`` with the rejected history rows beside it.
 
     ``status(text)`` (e.g. a rich console's) shows each slow step while it runs.
     """
@@ -114,10 +113,10 @@ def train_and_save(
     manifest = save_model(
         fitted,
         directory,
+        keys=settings.signing_keys(),  # signed when a signing key is configured
         data_sha256=loaded.sha256,
         data_source=str(loaded.path),
         rows_rejected=len(rejects),
-        keys=settings.signing_keys(),
     )
     rejects_path = None
     if len(rejects):

@@ -87,6 +87,7 @@ def train(
             value = metrics.get(key)
             summary.add_row(f"{name} {key}", "n/a" if value is None else f"{value:.4f}")
     summary.add_row("calibration", fitted.calibrator.note)
+    summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
     keys = get_settings().signing_keys()
     summary.add_row(
         "signature",
@@ -94,7 +95,6 @@ def train(
         if keys is not None
         else "none (ADVISOR_SIGNING_KEY not set)",
     )
-    summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
     out.print(summary)
 
 
@@ -120,16 +120,16 @@ def evaluate(
     from service.policy import load_policy
 
     settings = get_settings()
+    loaded = load_history(history, settings)
+    print_rejects_summary(loaded.validated.rejects, "history rows")
+    valid = loaded.validated.valid
+    cutoff = as_date(as_of) or latest_date(valid)
     config = TrainingConfig()
     try:  # reuse the hyper-parameters of the model being evaluated, if there is one
         manifest = read_manifest(model_dir_or_default(model), keys=settings.signing_keys())
         config = TrainingConfig(**manifest["training"]["config"])
     except (ModelNotFoundError, KeyError, TypeError):
         pass
-    loaded = load_history(history, settings)
-    print_rejects_summary(loaded.validated.rejects, "history rows")
-    valid = loaded.validated.valid
-    cutoff = as_date(as_of) or latest_date(valid)
     truth = true_survival if read_generator_meta(loaded.path) else None
     with console.status(f"backtesting {len(valid):,} shipments ({holdout_days}-day holdout)"):
         result = run_backtest(

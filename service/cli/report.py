@@ -47,6 +47,12 @@ def report_command(
     from service.settings import get_settings
 
     settings = get_settings()
+    with console.status("reading history"):
+        loaded = load_history(history, settings)
+    print_rejects_summary(loaded.validated.rejects, "history rows")
+    valid = loaded.validated.valid
+    if valid.empty:
+        raise AdvisorError(f"{loaded.path}: no valid shipment rows to report on")
     fitted: Any = None
     config = TrainingConfig()
     try:
@@ -65,12 +71,6 @@ def report_command(
         )
     except (KeyError, TypeError):
         pass  # a manifest without a usable training config: keep the defaults
-    with console.status("reading history"):  # after the model: a refused one fails fast
-        loaded = load_history(history, settings)
-    print_rejects_summary(loaded.validated.rejects, "history rows")
-    valid = loaded.validated.valid
-    if valid.empty:
-        raise AdvisorError(f"{loaded.path}: no valid shipment rows to report on")
     cutoff = as_of.date() if as_of is not None else latest_date(valid)
     truth = true_survival if read_generator_meta(loaded.path) else None
     with console.status(f"backtesting {len(valid):,} shipments and drawing the report"):

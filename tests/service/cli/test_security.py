@@ -86,25 +86,28 @@ def test_score_with_signed_models_current_and_previous_key(
     assert len(pd.read_csv(out)) == 20
 
 
-def test_evaluate_and_report_refuse_an_unsigned_model_before_reading_history(
-    trained_model_dir: Path, tmp_path: Path
+def test_evaluate_and_report_refuse_an_unsigned_model(
+    trained_model_dir: Path, small_history: pd.DataFrame, tmp_path: Path
 ) -> None:
     env = {"ADVISOR_SIGNING_KEY": KEY}
     expected = (
         f"error: model artifact in {trained_model_dir} is not signed (no signature.json) and a"
         " signing key is configured; train it with ADVISOR_SIGNING_KEY set"
     )
-    missing = tmp_path / "never-read.csv"  # the history would be a "no such file" error
+    history = tmp_path / "history.csv"
+    small_history.head(2000).to_csv(history, index=False)
     result = invoke(
-        "evaluate", "--history", str(missing), "--model", str(trained_model_dir),
+        "evaluate", "--history", str(history), "--model", str(trained_model_dir),
         "--out", str(tmp_path / "evaluation"), env=env,
     )  # fmt: skip
     assert_one_line_error(result, expected)
+    assert not (tmp_path / "evaluation").exists()
     result = invoke(
-        "report", "--history", str(missing), "--model", str(trained_model_dir),
+        "report", "--history", str(history), "--model", str(trained_model_dir),
         "--out", str(tmp_path / "report.html"), env=env,
     )  # fmt: skip
     assert_one_line_error(result, expected)
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_serve_does_not_start_on_an_unsigned_model(trained_model_dir: Path) -> None:

@@ -4,7 +4,7 @@ load hits both alike; each pair gives a ratio B/A of requests/s, and of the serv
 time per request (read from /proc: the steadier figure when other jobs share the cores).
 
     python bench/bench_api_ab.py --a ../base-checkout --b . [--pairs 8] [--duration 6]
-                                 [--model bench/out/api_model] [--connections 32]
+                                 [--model bench/out/api_model] [--connections 32] [--cpu 0]
 
 Each server is `python -m service.cli serve` started with the checkout as its working
 directory (so it imports that checkout's code), one worker, the same model. The B server
@@ -42,11 +42,14 @@ from data.generate import DEFAULT_AS_OF, generate_open_orders  # noqa: E402
 OUT = ROOT / "bench" / "out"
 
 
-def start(checkout: Path, model: Path, env: dict[str, str], log: Path) -> tuple[Any, str]:
+def start(
+    checkout: Path, model: Path, env: dict[str, str], log: Path, cpu: int | None
+) -> tuple[Any, str]:
     port = free_port()
     handle = log.open("w")
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--model", str(model),
+        [*pin, sys.executable, "-m", "service.cli", "serve", "--model", str(model),
          "--port", str(port), "--host", "127.0.0.1"],
         cwd=checkout, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
         stdout=handle, stderr=subprocess.STDOUT,
@@ -66,20 +69,23 @@ def start(checkout: Path, model: Path, env: dict[str, str], log: Path) -> tuple[
         time.sleep(0.5)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (from /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def measured(process: Any, base: str, seconds: int, connections: int, script: Path) -> Any:
     """A wrk run, plus the server's CPU time per request answered during it (steadier than
     requests/s on a shared machine: other jobs take wall time, not this process's CPU)."""
-    before = cpu_seconds(process.pid)
+    user, system = cpu_seconds(process.pid)
     result = wrk(base, seconds, connections, script)
-    result["server_cpu_ms_per_request"] = (
-        (cpu_seconds(process.pid) - before) * 1000 / max(result["requests"] or 1, 1)
-    )
+    user_after, system_after = cpu_seconds(process.pid)
+    per_request = 1000 / max(result["requests"] or 1, 1)
+    result["server_user_ms_per_request"] = (user_after - user) * per_request
+    result["server_system_ms_per_request"] = (system_after - system) * per_request
+    result["server_cpu_ms_per_request"] = (user_after - user + system_after - system) * per_request
     return result
 
 
@@ -100,6 +106,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="pin both servers to this CPU (taskset), so neither gets a quieter core",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -129,9 +141,9 @@ def main() -> None:
                 "ADVISOR_ADMIN_KEY": secrets.token_urlsafe(24),
                 "ADVISOR_MODEL_ROOT": str(work / "models"),
             }
-        server_a, base_a = start(args.a, model_a, {}, OUT / "ab_a_server.log")
+        server_a, base_a = start(args.a, model_a, {}, OUT / "ab_a_server.log", args.cpu)
         try:
-            server_b, base_b = start(args.b, model_b, env_b, OUT / "ab_b_server.log")
+            server_b, base_b = start(args.b, model_b, env_b, OUT / "ab_b_server.log", args.cpu)
             try:
                 for base in (base_a, base_b):  # warm both curve caches
                     wrk(base, 8, args.connections, script)
@@ -151,6 +163,8 @@ def main() -> None:
                             "b_p99_ms": runs["b"]["p99_ms"],
                             "a_cpu_ms_per_request": runs["a"]["server_cpu_ms_per_request"],
                             "b_cpu_ms_per_request": runs["b"]["server_cpu_ms_per_request"],
+                            "a_system_ms_per_request": runs["a"]["server_system_ms_per_request"],
+                            "b_system_ms_per_request": runs["b"]["server_system_ms_per_request"],
                             "failed": sum(r["non_2xx"] + r["socket_errors"] for r in runs.values()),
                         }
                     )
@@ -165,6 +179,7 @@ def main() -> None:
         "a": str(args.a.resolve()),
         "b": str(args.b.resolve()),
         "b_security_settings": sorted(env_b),
+        "servers_pinned_to_cpu": args.cpu,
         "command": runs["a"]["command"].replace(base_a, "http://127.0.0.1:PORT"),
         "pairs": pairs,
         "median": {

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from model.errors import AdvisorError
 from service.api.batching import MicroBatcher
 from service.api.errors import install_error_handlers
-from service.api.logs import AccessLog
+from service.api.logs import AccessLineWriter, AccessLog
 from service.api.metrics import ApiMetrics, MetricsMiddleware
 from service.api.middleware import BearerAuth, BodySizeLimit
 from service.api.routes import countries, health, model, recommendations
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
     batcher = MicroBatcher(window=api_settings.batch_window_ms / 1000.0)
     batcher.batch_sizes = metrics.batch_size.observe
     batcher.scoring_seconds = metrics.scoring.observe
+    access_writer = AccessLineWriter() if api_settings.access_log_stderr else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
             yield
         finally:
             batcher.close()
+            if access_writer is not None:
+                access_writer.close()
 
     app = FastAPI(
         title="window-advisor",
@@ -163,6 +166,6 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
         admin_key=_secret(api_settings.admin_key),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, writer=access_writer)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

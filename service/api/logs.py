@@ -7,26 +7,35 @@ status, latency, and, where the route set them, the model version and the number
 Never headers, bodies, query strings or order fields, so never a key. Admin actions log at
 warning level on ``service.api.admin`` (:func:`log_admin`).
 
-``serve`` hands :data:`LOGGING_CONFIG` to uvicorn, which applies it in every worker process;
-without it (tests, library use) the access lines are not even built (INFO is off).
+``serve`` hands :data:`LOGGING_CONFIG` to uvicorn, which applies it in every worker process,
+and has the access lines written straight to stderr by an :class:`AccessLineWriter`: a line
+per request through :mod:`logging` cost a third of the scoring route's CPU time (record,
+handler, a write call per line; measured in bench/RESULTS.md), so they are encoded once and
+written in batches of whole lines, each write at most ``PIPE_BUF`` bytes (atomic on a pipe
+shared by several workers), at least every quarter second. Without it (tests, library
+use) they go to the ``service.api.access`` logger, and are not even built while INFO is off.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import os
 import re
 import secrets
+import sys
+import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "LOGGING_CONFIG",
+    "AccessLineWriter",
     "AccessLog",
     "JsonFormatter",
     "log_admin",
@@ -42,28 +51,42 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
+_encoder = json.JSONEncoder(default=str)  # one encoder, not one per line; ASCII output
+_PIPE_BUF = 4096  # POSIX: writes up to this size to a pipe are never interleaved
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted(value: str | None) -> str:
+    """``value`` as JSON (a route, a method, a model version: few distinct ones)."""
+    return _encoder.encode(value)
+
+
+class _Clock:
+    """ISO 8601 UTC with milliseconds; the part up to the second is reused within it."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def iso(self, moment: float) -> str:
+        second = int(moment)
+        if second != self._second:
+            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second, self._prefix = second, stamp
+        return f"{self._prefix}.{int((moment - second) * 1000):03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """A log record as one JSON line: time (UTC, ms), level, logger, message, and the
     record's ``fields`` (given with ``extra={"fields": {...}}``)."""
 
-    _encoder = json.JSONEncoder(default=str)  # one encoder, not one per line
-
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._prefix = ""
-
-    def _time(self, created: float) -> str:
-        """ISO 8601 UTC with milliseconds; the part up to the second is reused within it."""
-        second = int(created)
-        if second != self._second:
-            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second, self._prefix = second, stamp
-        return f"{self._prefix}.{int((created - second) * 1000):03d}+00:00"
+        self._clock = _Clock()
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self._time(record.created),
+            "time": self._clock.iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -73,7 +96,74 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return self._encoder.encode(entry)
+        return _encoder.encode(entry)
+
+
+class AccessLineWriter:
+    """Access lines, shaped as :class:`JsonFormatter` shapes ``service.api.access`` records,
+    written to ``stream`` (default: the current ``sys.stderr``) in batches: a write when the
+    next line would take the batch past ``PIPE_BUF`` bytes, and from a background thread
+    every ``interval`` seconds. :meth:`close` writes what is left."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.25) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._clock = _Clock()
+        self._lines: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(
+        self,
+        request_id: str,
+        method: str,
+        route: str,
+        status: int,
+        latency_ms: float,
+        model_version: str | None,
+        orders: int | None,
+    ) -> None:
+        """One access line. ``request_id`` must be plain (``[A-Za-z0-9._:-]``, as
+        :class:`AccessLog` makes sure); every other string is JSON-escaped."""
+        line = (
+            f'{{"time": "{self._clock.iso(time.time())}", "level": "info",'
+            f' "logger": "{access_log.name}", "message": "request",'
+            f' "request_id": "{request_id}", "method": {_quoted(method)},'
+            f' "route": {_quoted(route)}, "status": {status:d}, "latency_ms": {latency_ms:.2f},'
+            f' "model_version": {_quoted(model_version)},'
+            f' "orders": {"null" if orders is None else f"{orders:d}"}}}\n'
+        )
+        with self._lock:
+            if self._size + len(line) > _PIPE_BUF:
+                self._write_locked()
+            self._lines.append(line)
+            self._size += len(line)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._flush_regularly, name="access-log", daemon=True
+            )
+            self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write_locked()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+
+    def _write_locked(self) -> None:
+        if self._lines:
+            stream = self._stream or sys.stderr
+            stream.write("".join(self._lines))
+            stream.flush()
+            self._lines, self._size = [], 0
+
+    def _flush_regularly(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.flush()
 
 
 LOGGING_CONFIG: dict[str, Any] = {
@@ -149,10 +239,12 @@ def log_admin(scope: Scope, message: str, **fields: Any) -> None:
 
 
 class AccessLog:
-    """Request id in and out, and one access line per HTTP request."""
+    """Request id in and out, and one access line per HTTP request (to ``writer``, else to
+    the ``service.api.access`` logger)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, writer: AccessLineWriter | None = None) -> None:
         self.app = app
+        self.writer = writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,19 +272,26 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
-                access_log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "request_id": request_id,
-                            "method": scope.get("method"),
-                            "route": route,
-                            "status": status,
-                            "latency_ms": round((time.perf_counter() - start) * 1000, 2),
-                            "model_version": state.get("model_version"),
-                            "orders": state.get("orders"),
-                        }
-                    },
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            latency_ms = (time.perf_counter() - start) * 1000
+            if self.writer is not None:
+                self.writer.write(
+                    request_id,
+                    scope.get("method", ""),
+                    route,
+                    status,
+                    latency_ms,
+                    state.get("model_version"),
+                    state.get("orders"),
                 )
+            elif access_log.isEnabledFor(logging.INFO):
+                fields = {
+                    "request_id": request_id,
+                    "method": scope.get("method", ""),
+                    "route": route,
+                    "status": status,
+                    "latency_ms": round(latency_ms, 2),
+                    "model_version": state.get("model_version"),
+                    "orders": state.get("orders"),
+                }
+                access_log.info("request", extra={"fields": fields})

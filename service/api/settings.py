@@ -41,6 +41,11 @@ class ApiSettings(Settings):
         " symlinks); default: the parent of the model directory.",
     )
 
+    access_log_stderr: bool = Field(
+        False,
+        description="Write the JSON access lines straight to stderr, in batches (on in"
+        " `serve`); off: they go to the `service.api.access` logger.",
+    )
     tune_gc: bool = Field(
         False,
         description="Freeze startup objects and collect garbage less often (on in `serve`).",

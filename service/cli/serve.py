@@ -106,7 +106,7 @@ def serve_command(
     from service.api.state import load_snapshot
     from service.policy import load_policy
 
-    overrides: dict[str, Any] = {"tune_gc": True}
+    overrides: dict[str, Any] = {"tune_gc": True, "access_log_stderr": True}
     if model is not None:
         overrides["model_dir"] = model
     if host is not None:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 from model.artifact import read_manifest, sign_artifact
 from model.signing import SigningKeys
 from service.api import create_app
-from service.api.logs import JsonFormatter
+from service.api.logs import AccessLineWriter, JsonFormatter
 from service.api.middleware import ADMIN_DISABLED, API_KEY_NOT_ADMIN, INVALID_TOKEN
 from service.api.settings import ApiSettings
 
@@ -255,3 +256,66 @@ def test_access_and_admin_logs_are_json_and_hold_no_secret(
     text = "\n".join(json.dumps(line) for line in lines)
     for secret in (API_KEY, ADMIN_KEY, SIGNING_KEY, "Bearer", ORDER_ID, "PRIVATE"):
         assert secret not in text, secret
+
+
+class RecordingStream(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_access_line_writer_batches_whole_lines_and_matches_the_logger_shape() -> None:
+    stream = RecordingStream()
+    writer = AccessLineWriter(stream, interval=3600)  # only size and close() flush here
+    odd = 'v"1\\\n\u00e9'  # quote, backslash, newline, non-ASCII: all escaped
+    writer.write("id-0", "POST", "/v1/recommendations", 200, 1.234, odd, 3)
+    assert stream.writes == []  # batched
+    for k in range(1, 40):
+        writer.write(f"id-{k}", "GET", "/healthz", 200, 0.5, None, None)
+    writer.close()
+    assert all(len(chunk) <= 4096 and chunk.endswith("\n") for chunk in stream.writes)
+    assert len(stream.writes) >= 3  # ~40 lines of ~250 bytes: several writes, not 40
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == [f"id-{k}" for k in range(40)]
+    record = logging.LogRecord("service.api.access", logging.INFO, "", 0, "request", (), None)
+    record.fields = {
+        "request_id": "id-0", "method": "POST", "route": "/v1/recommendations",
+        "status": 200, "latency_ms": 1.23, "model_version": odd, "orders": 3,
+    }  # fmt: skip
+    logged = json.loads(JsonFormatter().format(record))
+    written = lines[0]
+    assert set(written) == set(logged)
+    assert {k: v for k, v in written.items() if k != "time"} == {
+        k: v for k, v in logged.items() if k != "time"
+    }
+    assert stream.getvalue().isascii()
+
+
+def test_access_line_writer_flushes_on_its_own() -> None:
+    stream = RecordingStream()
+    writer = AccessLineWriter(stream, interval=0.05)
+    writer.write("id-1", "GET", "/healthz", 200, 0.1, None, None)
+    deadline = time.monotonic() + 5
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.close()
+    assert len(stream.writes) == 1 and json.loads(stream.writes[0])["request_id"] == "id-1"
+
+
+def test_serving_apps_write_access_lines_to_stderr(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TestClient(create_app(guarded_settings(root, access_log_stderr=True))) as client:
+        headers = {**API, "X-Request-ID": "to-stderr"}
+        assert client.post("/v1/recommendations", json=ORDER, headers=headers).status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(a["request_id"], a["route"], a["orders"]) for a in lines] == [
+        ("to-stderr", "/v1/recommendations", 1)
+    ]
+    assert lines[0]["model_version"] == read_manifest(root / "serving")["model_version"]

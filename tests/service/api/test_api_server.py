@@ -141,11 +141,19 @@ def test_real_server_auth_scoring_and_reload(served: tuple[str, Path], tmp_path:
         assert served_version(http) == "20261101-second"
         assert http.get("/readyz").json()["model_version"] == "20261101-second"
 
-    # The server's stderr: JSON lines, one access line per request, admin actions as
-    # warnings (rich's console lines before uvicorn starts are not JSON).
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line[:1] == "{"]
-    access = [line for line in lines if line["logger"] == "service.api.access"]
-    answered = [(a["route"], a["status"]) for a in access if a["route"] != "/readyz"]
+    # The server's stderr: JSON lines, one access line per request (written in batches, at
+    # least every quarter second), admin actions as warnings (rich's console lines before
+    # uvicorn starts are not JSON).
+    deadline = time.monotonic() + 10
+    while True:
+        text = log_path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a batch may be half written
+        lines = [json.loads(line) for line in complete.splitlines() if line[:1] == "{"]
+        access = [line for line in lines if line["logger"] == "service.api.access"]
+        answered = [(a["route"], a["status"]) for a in access if a["route"] != "/readyz"]
+        if len(answered) >= 13 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert answered == [
         ("/healthz", 200), ("/metrics", 200), ("unmatched", 401), ("unmatched", 401),
         ("/v1/model", 200), ("/v1/recommendations", 200), ("unmatched", 401),

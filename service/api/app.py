@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from model.errors import AdvisorError
 from service.api.batching import MicroBatcher
 from service.api.errors import install_error_handlers
-from service.api.logs import AccessLineWriter, AccessLog
+from service.api.logs import AccessLineWriter
 from service.api.metrics import ApiMetrics, MetricsMiddleware
 from service.api.middleware import BearerAuth, BodySizeLimit
 from service.api.routes import countries, health, model, recommendations
@@ -157,15 +157,14 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
     for module in (recommendations, countries, model, health):
         app.include_router(module.router)
     # Middleware, innermost first: body limit, then auth (401/403 before any body is read),
-    # then metrics, so 401s and 413s are counted too, then the access log outermost (every
-    # request gets its id first).
+    # then metrics outermost (request id, counters, access line), so 401s and 413s are
+    # counted and logged too.
     app.add_middleware(BodySizeLimit, max_bytes=api_settings.max_body_bytes)
     app.add_middleware(
         BearerAuth,
         key=_secret(api_settings.api_key),
         admin_key=_secret(api_settings.admin_key),
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(AccessLog, writer=access_writer)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access=access_writer)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

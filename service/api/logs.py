@@ -1,8 +1,9 @@
 """Structured logs of the service: one JSON object per line, an access line per request.
 
-:class:`AccessLog` (pure ASGI, outermost) gives every request an id (a sane incoming
+The outermost middleware (:class:`service.api.metrics.MetricsMiddleware`, which also counts
+the request) gives every request an id (:func:`request_id_for`: a plain incoming
 ``X-Request-ID`` is kept, anything else replaced by a fresh one), echoes it in the response,
-and logs one line on ``service.api.access``: time, request id, method, route template,
+and writes one access line (:func:`log_access`): time, request id, method, route template,
 status, latency, and, where the route set them, the model version and the number of orders.
 Never headers, bodies, query strings or order fields, so never a key. Admin actions log at
 warning level on ``service.api.admin`` (:func:`log_admin`).
@@ -18,6 +19,7 @@ use) they go to the ``service.api.access`` logger, and are not even built while 
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import json
@@ -31,15 +33,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 __all__ = [
     "LOGGING_CONFIG",
+    "REQUEST_ID_HEADER",
     "AccessLineWriter",
-    "AccessLog",
     "JsonFormatter",
+    "log_access",
     "log_admin",
     "note_request",
+    "request_id_for",
     "request_id_of",
 ]
 
@@ -101,17 +105,22 @@ class JsonFormatter(logging.Formatter):
 
 class AccessLineWriter:
     """Access lines, shaped as :class:`JsonFormatter` shapes ``service.api.access`` records,
-    written to ``stream`` (default: the current ``sys.stderr``) in batches: a write when the
-    next line would take the batch past ``PIPE_BUF`` bytes, and from a background thread
-    every ``interval`` seconds. :meth:`close` writes what is left."""
+    written to ``stream`` (default: the current ``sys.stderr``) in batches.
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 0.25) -> None:
+    A request only queues its values (a tuple on a thread-safe deque); every ``batch``
+    requests, and from a background thread every ``interval`` seconds, the queue is
+    formatted and written, each write whole lines of at most ``PIPE_BUF`` bytes.
+    :meth:`close` writes what is left."""
+
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 0.25, batch: int = 32
+    ) -> None:
         self._stream = stream
         self._interval = interval
+        self._batch = batch
         self._clock = _Clock()
-        self._lines: list[str] = []
-        self._size = 0
-        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._lock = threading.Lock()  # one drain at a time: lines stay in order
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -125,41 +134,50 @@ class AccessLineWriter:
         model_version: str | None,
         orders: int | None,
     ) -> None:
-        """One access line. ``request_id`` must be plain (``[A-Za-z0-9._:-]``, as
-        :class:`AccessLog` makes sure); every other string is JSON-escaped."""
-        line = (
-            f'{{"time": "{self._clock.iso(time.time())}", "level": "info",'
+        """Queue one access line. ``request_id`` must be plain (``[A-Za-z0-9._:-]``, as
+        :func:`request_id_for` makes sure); every other string is JSON-escaped."""
+        queue = self._queue
+        queue.append(
+            (time.time(), request_id, method, route, status, latency_ms, model_version, orders)
+        )
+        if len(queue) >= self._batch:
+            self.flush()
+        elif self._thread is None:
+            self._thread = threading.Thread(
+                target=self._flush_regularly, name="access-log", daemon=True
+            )
+            self._thread.start()
+
+    def _line(self, entry: tuple[Any, ...]) -> str:
+        moment, request_id, method, route, status, latency_ms, model_version, orders = entry
+        return (
+            f'{{"time": "{self._clock.iso(moment)}", "level": "info",'
             f' "logger": "{access_log.name}", "message": "request",'
             f' "request_id": "{request_id}", "method": {_quoted(method)},'
             f' "route": {_quoted(route)}, "status": {status:d}, "latency_ms": {latency_ms:.2f},'
             f' "model_version": {_quoted(model_version)},'
             f' "orders": {"null" if orders is None else f"{orders:d}"}}}\n'
         )
-        with self._lock:
-            if self._size + len(line) > _PIPE_BUF:
-                self._write_locked()
-            self._lines.append(line)
-            self._size += len(line)
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._flush_regularly, name="access-log", daemon=True
-            )
-            self._thread.start()
 
     def flush(self) -> None:
         with self._lock:
-            self._write_locked()
+            queue, stream = self._queue, self._stream or sys.stderr
+            chunk: list[str] = []
+            size = 0
+            while queue:
+                line = self._line(queue.popleft())
+                if chunk and size + len(line) > _PIPE_BUF:
+                    stream.write("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            if chunk:
+                stream.write("".join(chunk))
+                stream.flush()
 
     def close(self) -> None:
         self._closed.set()
         self.flush()
-
-    def _write_locked(self) -> None:
-        if self._lines:
-            stream = self._stream or sys.stderr
-            stream.write("".join(self._lines))
-            stream.flush()
-            self._lines, self._size = [], 0
 
     def _flush_regularly(self) -> None:
         while not self._closed.wait(self._interval):
@@ -180,7 +198,7 @@ LOGGING_CONFIG: dict[str, Any] = {
     "loggers": {
         "service": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        # uvicorn's own access log is off (AccessLog replaces it): warnings only.
+        # uvicorn's own access log is off (ours replaces it): warnings only.
         "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }
@@ -238,60 +256,38 @@ def log_admin(scope: Scope, message: str, **fields: Any) -> None:
     )
 
 
-class AccessLog:
-    """Request id in and out, and one access line per HTTP request (to ``writer``, else to
-    the ``service.api.access`` logger)."""
+def request_id_for(headers: list[tuple[bytes, bytes]]) -> str:
+    """The request's own ``X-Request-ID`` when it is plain, else a fresh one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if _SANE_ID.fullmatch(value):
+                return value.decode()
+            break
+    return new_request_id()
 
-    def __init__(self, app: ASGIApp, writer: AccessLineWriter | None = None) -> None:
-        self.app = app
-        self.writer = writer
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = b""
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                incoming = value
-                break
-        request_id = incoming.decode() if _SANE_ID.fullmatch(incoming) else new_request_id()
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        echoed = (REQUEST_ID_HEADER, request_id.encode())
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), echoed]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            latency_ms = (time.perf_counter() - start) * 1000
-            if self.writer is not None:
-                self.writer.write(
-                    request_id,
-                    scope.get("method", ""),
-                    route,
-                    status,
-                    latency_ms,
-                    state.get("model_version"),
-                    state.get("orders"),
-                )
-            elif access_log.isEnabledFor(logging.INFO):
-                fields = {
-                    "request_id": request_id,
-                    "method": scope.get("method", ""),
-                    "route": route,
-                    "status": status,
-                    "latency_ms": round(latency_ms, 2),
-                    "model_version": state.get("model_version"),
-                    "orders": state.get("orders"),
-                }
-                access_log.info("request", extra={"fields": fields})
+def log_access(
+    writer: AccessLineWriter | None,
+    request_id: str,
+    method: str,
+    route: str,
+    status: int,
+    latency_ms: float,
+    state: dict[str, Any],
+) -> None:
+    """The request's access line: to ``writer``, else to the ``service.api.access`` logger
+    (built only when INFO is on there)."""
+    model_version, orders = state.get("model_version"), state.get("orders")
+    if writer is not None:
+        writer.write(request_id, method, route, status, latency_ms, model_version, orders)
+    elif access_log.isEnabledFor(logging.INFO):
+        fields = {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(latency_ms, 2),
+            "model_version": model_version,
+            "orders": orders,
+        }
+        access_log.info("request", extra={"fields": fields})

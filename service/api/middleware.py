@@ -131,11 +131,13 @@ class BearerAuth:
         return bool(token) and key is not None and hmac.compare_digest(token, key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._under(scope["path"], self.prefix):
-            await self.app(scope, receive, send)
+        path = scope["path"] if scope["type"] == "http" else ""
+        admin = self._under(path, self.admin_prefix)
+        if not admin and (self.key is None or not self._under(path, self.prefix)):
+            await self.app(scope, receive, send)  # open: no header looked at
             return
         token = self._token(scope)
-        if self._under(scope["path"], self.admin_prefix):
+        if admin:
             if self.admin_key is None:
                 log_admin(scope, "admin request refused", outcome="disabled")
                 await _refuse(send, 403, ADMIN_DISABLED)
@@ -148,7 +150,7 @@ class BearerAuth:
                 log_admin(scope, "admin request refused", outcome="unauthenticated")
                 await _refuse(send, 401, INVALID_TOKEN)
             return
-        if self.key is None or self._matches(token, self.key):
+        if self._matches(token, self.key):
             await self.app(scope, receive, send)
             return
         await _refuse(send, 401, INVALID_TOKEN)

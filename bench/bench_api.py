@@ -5,6 +5,9 @@ GET /healthz requests/s, POST /v1/recommendations requests/s and p99 latency (on
 generated order per request, from a pool), their ratio, POST /v1/recommendations/batch
 orders/s with 1000-order bodies, and a 30-second run on /v1/recommendations during which
 the server reloads a different model and refuses a tampered one (failed requests counted).
+The server runs as it should in production: artifacts signed (a signing key made for the
+run; the served model is signed with it, or trained signed), reloads with an admin key and
+confined to a model root, and a JSON access line per request (in the server log).
 
     python bench/bench_api.py [--duration 10] [--rounds 3] [--connections 32]
                               [--reload-duration 30]
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -124,8 +128,20 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None) ->
     return result
 
 
+# Made per run: the bench signs its own artifacts and holds the admin key.
+SIGNING_KEY = secrets.token_urlsafe(32)
+ADMIN_KEY = secrets.token_urlsafe(24)
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def signing_keys() -> Any:
+    from model.signing import SigningKeys
+
+    return SigningKeys(SIGNING_KEY.encode())
+
+
 def train_second_model(directory: Path, workdir: Path) -> None:
-    """A genuinely different model to reload: other history size and seed."""
+    """A genuinely different model to reload: other history size and seed (signed)."""
     from model.artifact import save_model
     from model.schema import validate_history
     from model.train import train_model
@@ -133,14 +149,22 @@ def train_second_model(directory: Path, workdir: Path) -> None:
     history = generate_history(30_000, seed=8, as_of=DEFAULT_AS_OF)
     valid = validate_history(history).valid
     fitted = train_model(valid, DEFAULT_AS_OF)
-    save_model(fitted, directory, data_sha256="0" * 64, data_source="bench:seed8-30k")
+    save_model(
+        fitted, directory, data_sha256="0" * 64, data_source="bench:seed8-30k", keys=signing_keys()
+    )
 
 
 class Server:
-    def __init__(self, model_dir: Path, log: Path) -> None:
+    def __init__(self, model_dir: Path, log: Path, model_root: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "ADVISOR_SIGNING_KEY": SIGNING_KEY,
+            "ADVISOR_ADMIN_KEY": ADMIN_KEY,
+            "ADVISOR_MODEL_ROOT": str(model_root),
+        }
         self.log = log.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir),
@@ -197,7 +221,9 @@ def main() -> None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     OUT.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               "machine": machine(), "workers": 1}  # fmt: skip
+                               "machine": machine(), "workers": 1,
+                               "security": "signed artifacts, admin key, model root,"
+                                           " JSON access log"}  # fmt: skip
 
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         work = Path(tmp)
@@ -221,7 +247,11 @@ def main() -> None:
         blob[len(blob) // 2] ^= 0xFF
         (tampered / "model.joblib").write_bytes(bytes(blob))
 
-        server = Server(args.model, OUT / "bench_api_server.log")
+        if (args.model / "manifest.json").is_file():  # the bench's own model, from a past run
+            from model.artifact import sign_artifact
+
+            sign_artifact(args.model, signing_keys())
+        server = Server(args.model, OUT / "bench_api_server.log", model_root=work)
         try:
             base = server.base
             first_version = httpx.get(f"{base}/readyz").json()["model_version"]
@@ -271,13 +301,19 @@ def main() -> None:
             def reloads() -> None:
                 time.sleep(args.reload_duration / 3)
                 answer = httpx.post(
-                    f"{base}/v1/admin/reload", json={"model_dir": str(second)}, timeout=60
+                    f"{base}/v1/admin/reload",
+                    json={"model_dir": str(second)},
+                    headers=ADMIN,
+                    timeout=60,
                 )
                 events.append({"reload": "new model", "status": answer.status_code,
                                "body": answer.json()})  # fmt: skip
                 time.sleep(args.reload_duration / 3)
                 answer = httpx.post(
-                    f"{base}/v1/admin/reload", json={"model_dir": str(tampered)}, timeout=60
+                    f"{base}/v1/admin/reload",
+                    json={"model_dir": str(tampered)},
+                    headers=ADMIN,
+                    timeout=60,
                 )
                 events.append({"reload": "tampered", "status": answer.status_code,
                                "body": answer.json()})  # fmt: skip

@@ -13,8 +13,10 @@ __all__ = [
     "InputFileError",
     "InputValidationError",
     "ModelNotFoundError",
+    "ModelRootError",
     "PolicyConfigError",
     "SchemaError",
+    "SignatureError",
 ]
 
 
@@ -44,6 +46,15 @@ class ModelNotFoundError(AdvisorError):
 
 class ArtifactError(AdvisorError):
     """A model artifact is tampered with, incomplete or incompatible with this install."""
+
+
+class SignatureError(ArtifactError):
+    """A signing key is configured and the artifact is unsigned or its signature does not
+    verify: nothing of it was unpickled."""
+
+
+class ModelRootError(AdvisorError):
+    """A model directory was named that resolves outside the model root (nothing read)."""
 
 
 class PolicyConfigError(AdvisorError):

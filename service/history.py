@@ -234,6 +234,7 @@ def train_and_save(
     manifest = save_model(
         fitted,
         directory,
+        keys=settings.signing_keys(),  # signed when a signing key is configured
         data_sha256=loaded.sha256,
         data_source=str(loaded.path),
         rows_rejected=len(rejects),

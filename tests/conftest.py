@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import shlex
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
 from data.generate import DEFAULT_AS_OF, generate_history, generate_open_orders, generate_shipments
-from model.artifact import load_model, save_model
+from model.artifact import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    file_sha256,
+    library_versions,
+    load_model,
+    save_model,
+)
 from model.events import ScanTable, match_events, validate_events
 from model.predictor import AdvisorModel
 from model.schema import validate_history
@@ -22,6 +34,15 @@ from service.settings import get_settings
 # avoids oversubscription, under which OpenMP's spinning threads slow fits many-fold.
 threadpool_limits(limits=1)
 
+SETTINGS_FROM_ENVIRONMENT = (
+    "ADVISOR_MODEL_DIR",
+    "ADVISOR_POLICY_FILE",
+    "ADVISOR_API_KEY",
+    "ADVISOR_ADMIN_KEY",
+    "ADVISOR_MODEL_ROOT",
+    "ADVISOR_SIGNING_KEY",
+    "ADVISOR_SIGNING_KEY_PREVIOUS",
+)
 SMALL_ROWS = 20_000
 AS_OF: date = DEFAULT_AS_OF
 # Small and fast: enough trees to learn lanes, few enough for a quick suite.
@@ -88,8 +109,43 @@ def open_orders() -> pd.DataFrame:
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings are read from the environment per test, never leaked between tests."""
-    for name in ("ADVISOR_MODEL_DIR", "ADVISOR_POLICY_FILE", "ADVISOR_API_KEY"):
+    for name in SETTINGS_FROM_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+class _RunsAShellCommand:
+    """Pickles as a call of ``os.system(command)``: unpickling it runs the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Callable[[str], int], tuple[str]]:
+        return (os.system, (self.command,))
+
+
+def write_exploit(directory: Path, marker: Path) -> Path:
+    """The attack of issue 10: a ``model.joblib`` whose unpickling creates ``marker`` (a
+    shell command), with a manifest that passes every check but a signature (its sha256,
+    format and library versions)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(_RunsAShellCommand(f"touch {shlex.quote(str(marker))}"), directory / MODEL_FILE)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_version": "20261101-exploit",
+        "as_of": "2026-11-01",
+        "model_sha256": file_sha256(directory / MODEL_FILE),
+        "libraries": library_versions(),
+        "training": {},
+        "metrics": {},
+    }
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def exploit() -> Callable[[Path, Path], Path]:
+    """:func:`write_exploit` (a fixture: test modules cannot import conftest)."""
+    return write_exploit

@@ -16,11 +16,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import SecretStr
 from threadpoolctl import threadpool_limits
 
 from model.errors import AdvisorError
 from service.api.batching import MicroBatcher
 from service.api.errors import install_error_handlers
+from service.api.logs import AccessLineWriter
 from service.api.metrics import ApiMetrics, MetricsMiddleware
 from service.api.middleware import BearerAuth, BodySizeLimit
 from service.api.routes import countries, health, model, recommendations
@@ -41,7 +43,9 @@ history. The decision for an order and `as_of` is exactly the one `window-adviso
 writes: both call the same scoring function.
 
 When `ADVISOR_API_KEY` is set, every `/v1` route needs `Authorization: Bearer <key>`;
-`/healthz`, `/readyz` and `/metrics` stay open.
+`/healthz`, `/readyz` and `/metrics` stay open. `/v1/admin` routes need the admin key
+(`ADVISOR_ADMIN_KEY`, never the API key) and are disabled (403) while none is set. Every
+response carries an `X-Request-ID` (the request's own, if it sent a plain one).
 """
 
 
@@ -76,7 +80,8 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
             "bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "Needed on /v1 routes when ADVISOR_API_KEY is set.",
+                "description": "ADVISOR_API_KEY on /v1 routes (when set); ADVISOR_ADMIN_KEY"
+                " on /v1/admin routes.",
             }
         }
         error = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
@@ -93,6 +98,10 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None = None) -> FastAPI:
     """Build the app. ``settings`` default to the ``ADVISOR_*`` environment; ``loaded``
     skips loading ``settings.model_dir`` at startup (the model is already at hand)."""
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
     batcher = MicroBatcher(window=api_settings.batch_window_ms / 1000.0)
     batcher.batch_sizes = metrics.batch_size.observe
     batcher.scoring_seconds = metrics.scoring.observe
+    access_writer = AccessLineWriter() if api_settings.access_log_stderr else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +121,9 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
         threadpool_limits(limits=1)
         if holder.current is None:
             try:
-                snapshot = await asyncio.to_thread(load_snapshot, api_settings.model_dir, policy)
+                snapshot = await asyncio.to_thread(
+                    load_snapshot, api_settings.model_dir, policy, keys=api_settings.signing_keys()
+                )
                 holder.swap(snapshot)
             except AdvisorError as exc:  # serve anyway: /readyz says why, reload can fix it
                 app.state.load_error = str(exc)
@@ -124,6 +136,8 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
             yield
         finally:
             batcher.close()
+            if access_writer is not None:
+                access_writer.close()
 
     app = FastAPI(
         title="window-advisor",
@@ -138,14 +152,19 @@ def create_app(settings: Settings | None = None, *, loaded: LoadedModel | None =
     app.state.metrics = metrics
     app.state.batcher = batcher
     app.state.load_error = None
+    app.state.model_root = api_settings.resolved_model_root()  # fixed at startup
     install_error_handlers(app)
     for module in (recommendations, countries, model, health):
         app.include_router(module.router)
-    # Middleware, innermost first: body limit, then auth (401 before any body is read),
-    # then metrics outermost, so 401s and 413s are counted too.
+    # Middleware, innermost first: body limit, then auth (401/403 before any body is read),
+    # then metrics outermost (request id, counters, access line), so 401s and 413s are
+    # counted and logged too.
     app.add_middleware(BodySizeLimit, max_bytes=api_settings.max_body_bytes)
-    if api_settings.api_key is not None:
-        app.add_middleware(BearerAuth, key=api_settings.api_key.get_secret_value())
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        BearerAuth,
+        key=_secret(api_settings.api_key),
+        admin_key=_secret(api_settings.admin_key),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access=access_writer)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

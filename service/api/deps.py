@@ -1,6 +1,7 @@
 """Dependencies of the routes, as ``Annotated`` aliases (tests override the functions).
 
-Auth is not a dependency: :class:`service.api.middleware.BearerAuth` guards ``/v1``.
+Auth is not a dependency: :class:`service.api.middleware.BearerAuth` guards ``/v1`` and
+``/v1/admin``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.api.batching import MicroBatcher
+from service.api.logs import note_request
 from service.api.metrics import ApiMetrics
 from service.api.settings import ApiSettings
 from service.api.state import LoadedModel, ModelHolder
@@ -37,9 +39,12 @@ async def get_holder(request: Request) -> ModelHolder:
 
 
 async def current_model(request: Request) -> LoadedModel:
-    """The snapshot this request scores with (503 while no model is loaded)."""
+    """The snapshot this request scores with (503 while no model is loaded); its version
+    goes into the request's access line."""
     holder: ModelHolder = request.app.state.holder
-    return holder.require()
+    loaded = holder.require()
+    note_request(request.scope, model_version=loaded.model_version)
+    return loaded
 
 
 async def get_batcher(request: Request) -> MicroBatcher:

@@ -22,6 +22,7 @@ from model.errors import (
     InputFileError,
     InputValidationError,
     ModelNotFoundError,
+    ModelRootError,
     PolicyConfigError,
     SchemaError,
 )
@@ -32,6 +33,7 @@ __all__ = ["STATUS_BY_ERROR", "field_path", "install_error_handlers", "status_fo
 log = logging.getLogger("service.api")
 
 STATUS_BY_ERROR: dict[type[AdvisorError], int] = {
+    ModelRootError: 403,  # a reload named a directory outside ADVISOR_MODEL_ROOT
     ReloadRefused: 409,  # the requested model was refused; the previous one still serves
     ArtifactError: 409,
     PolicyConfigError: 409,

@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.logs import REQUEST_ID_HEADER, AccessLineWriter, log_access, request_id_for
+
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -82,11 +84,17 @@ class ApiMetrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts every HTTP request by its route template."""
+    """Pure ASGI middleware, outermost: gives every HTTP request its id (``X-Request-ID`` in
+    and out), counts it by route template and writes its access line (:mod:`service.api.logs`,
+    to ``access`` when given). One layer, one timer and one wrapper of ``send`` for all
+    three: every layer costs the busiest route a few microseconds."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ApiMetrics, access: AccessLineWriter | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.access = access
         self._children: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[str, Any] = {}
 
@@ -94,6 +102,10 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = request_id_for(scope["headers"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        echoed = (REQUEST_ID_HEADER, request_id.encode())
         start = time.perf_counter()
         status = 500
 
@@ -101,17 +113,20 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
+            elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self._observe(template, method if method in _METHODS else "other", status, start)
+            self._observe(template, method if method in _METHODS else "other", status, elapsed)
+            log_access(self.access, request_id, method, template, status, elapsed * 1000, state)
 
-    def _observe(self, template: str, method: str, status: int, start: float) -> None:
+    def _observe(self, template: str, method: str, status: int, elapsed: float) -> None:
         key = (template, method, status)
         counter = self._children.get(key)
         if counter is None:
@@ -120,4 +135,4 @@ class MetricsMiddleware:
         timer = self._timers.get(template)
         if timer is None:
             timer = self._timers[template] = self.metrics.latency.labels(template)
-        timer.observe(time.perf_counter() - start)
+        timer.observe(elapsed)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: bearer-key auth on ``/v1`` (401) and a request body limit (413)."""
+"""Pure ASGI middleware: bearer keys on ``/v1`` (401) and ``/v1/admin`` (403 / 401), and a
+request body limit (413)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.logs import log_admin
 
 __all__ = ["BearerAuth", "BodySizeLimit"]
 
@@ -85,45 +88,89 @@ class BodySizeLimit:
 
 
 class BearerAuth:
-    """Require ``Authorization: Bearer <key>`` on every path under ``prefix`` (401 otherwise).
+    """Bearer keys, two scopes: ``/v1/admin/*`` needs the admin key, the rest of ``/v1``
+    the API key (when one is set). Tokens are compared with :func:`hmac.compare_digest`.
 
-    The token is compared with :func:`hmac.compare_digest` (constant time). Done here rather
-    than as a route dependency: it guards every ``/v1`` route the same way, before the body
-    is read, and costs next to nothing per request.
+    - ``/v1`` with an API key: 401 without it. No API key: open, as before.
+    - ``/v1/admin``: 403 while no admin key is configured (the routes are disabled); the
+      admin key passes; the API key gets 403 (it never grants admin); anything else 401.
+      Every refusal there is logged at warning level.
+
+    Done here rather than as a route dependency: it guards every route the same way, before
+    the body is read, and costs next to nothing per request.
     """
 
-    def __init__(self, app: ASGIApp, key: str, prefix: str = "/v1") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        key: str | None,
+        admin_key: str | None = None,
+        prefix: str = "/v1",
+        admin_prefix: str = "/v1/admin",
+    ) -> None:
         self.app = app
-        self.key = key.encode()
+        self.key = key.encode() if key is not None else None
+        self.admin_key = admin_key.encode() if admin_key is not None else None
         self.prefix = prefix
+        self.admin_prefix = admin_prefix
 
-    def _guarded(self, path: str) -> bool:
-        return path == self.prefix or path.startswith(self.prefix + "/")
+    @staticmethod
+    def _under(path: str, prefix: str) -> bool:
+        return path == prefix or path.startswith(prefix + "/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._guarded(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        token = b""
+    @staticmethod
+    def _token(scope: Scope) -> bytes:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, rest = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    token = rest.strip()
-                break
-        if token and hmac.compare_digest(token, self.key):
+                return rest.strip() if scheme.lower() == b"bearer" else b""
+        return b""
+
+    @staticmethod
+    def _matches(token: bytes, key: bytes | None) -> bool:
+        return bool(token) and key is not None and hmac.compare_digest(token, key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        admin = self._under(path, self.admin_prefix)
+        if not admin and (self.key is None or not self._under(path, self.prefix)):
+            await self.app(scope, receive, send)  # open: no header looked at
+            return
+        token = self._token(scope)
+        if admin:
+            if self.admin_key is None:
+                log_admin(scope, "admin request refused", outcome="disabled")
+                await _refuse(send, 403, ADMIN_DISABLED)
+            elif self._matches(token, self.admin_key):
+                await self.app(scope, receive, send)
+            elif self._matches(token, self.key):
+                log_admin(scope, "admin request refused", outcome="api_key")
+                await _refuse(send, 403, API_KEY_NOT_ADMIN)
+            else:
+                log_admin(scope, "admin request refused", outcome="unauthenticated")
+                await _refuse(send, 401, INVALID_TOKEN)
+            return
+        if self._matches(token, self.key):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": "missing or invalid bearer token"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 401, INVALID_TOKEN)
+
+
+INVALID_TOKEN = "missing or invalid bearer token"
+ADMIN_DISABLED = (
+    "admin routes are disabled: set ADVISOR_ADMIN_KEY (a key of its own, not ADVISOR_API_KEY)"
+    " and send it as the bearer token to enable them"
+)
+API_KEY_NOT_ADMIN = "the API key does not grant admin routes; use the admin key (ADVISOR_ADMIN_KEY)"
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -18,6 +18,7 @@ from typing import Any
 from model.artifact import load_model
 from model.errors import AdvisorError, ArtifactError, ModelNotFoundError
 from model.predictor import AdvisorModel
+from model.signing import SigningKeys
 from service.api.frames import orders_columns
 from service.api.schemas import OpenOrder
 from service.policy import PolicyConfig
@@ -75,14 +76,17 @@ def load_snapshot(
     model_dir: Path,
     policy: PolicyConfig,
     warm: Sequence[tuple[OpenOrder, date]] = (),
+    *,
+    keys: SigningKeys | None = None,
 ) -> LoadedModel:
-    """Load and verify the artifact, then score a probe order with it (it must work).
+    """Load and verify the artifact (its signature too, with ``keys``), then score a probe
+    order with it (it must work).
 
     ``warm``: recently scored orders, scored once more with the new model before it serves,
     so its per-lane curve cache is filled for the lanes in use (no latency spike after a
     reload).
     """
-    model, manifest = load_model(model_dir)
+    model, manifest = load_model(model_dir, keys=keys)
     try:
         score_columns(orders_columns([_PROBE]), model, policy, date(2026, 1, 20))
         lanes = lane_rows(model)
@@ -129,15 +133,17 @@ class ModelHolder:
         model_dir: Path,
         policy: PolicyConfig,
         warm: Sequence[tuple[OpenOrder, date]] = (),
+        *,
+        keys: SigningKeys | None = None,
     ) -> tuple[LoadedModel, str | None]:
-        """Load ``model_dir`` off the event loop (warming it on ``warm``) and swap it in;
-        one reload at a time.
+        """Load ``model_dir`` off the event loop (verified with ``keys``, warmed on ``warm``)
+        and swap it in; one reload at a time.
 
         Any failure raises :class:`ReloadRefused` and leaves the current model serving.
         """
         async with self._reload_lock:
             try:
-                loaded = await asyncio.to_thread(load_snapshot, model_dir, policy, warm)
+                loaded = await asyncio.to_thread(load_snapshot, model_dir, policy, warm, keys=keys)
             except (AdvisorError, OSError, ValueError) as exc:
                 raise ReloadRefused(f"reload refused, previous model kept: {exc}") from None
             previous = self.swap(loaded)

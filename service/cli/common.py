@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from model.errors import AdvisorError
-from service.settings import get_settings
+from service.settings import env_name, get_settings
 
 console = Console(stderr=True)
 # Tables keep their full width when piped to a file (rich would otherwise assume 80 columns).
@@ -58,11 +59,28 @@ def friendly_errors(func: F) -> F:
         except AdvisorError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except ValidationError as exc:  # settings from the environment (inputs never echoed)
+            console.print(
+                f"[bold red]error:[/] invalid settings: {settings_problems(exc)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """A settings error on one line: ``ADVISOR_PORT: Input should be ...; ...``."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        names = [str(part) for part in error["loc"] if isinstance(part, str)]
+        where = f"{env_name(names[0])}: " if names else ""
+        problems.append(where + error["msg"].removeprefix("Value error, "))
+    return "; ".join(problems)
 
 
 def model_dir_or_default(model: Path | None) -> Path:

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from model.errors import AdvisorError
+from model.signing import ALGORITHM, key_id
 from service.cli.common import (
     AsOf,
     EventsPath,
@@ -138,6 +139,13 @@ def train(
         if trained_scans.get("calibration"):
             summary.add_row("scan calibration", str(trained_scans["calibration"]["note"]))
     summary.add_row("fit seconds", f"{fitted.training['fit_seconds']:.1f}")
+    keys = get_settings().signing_keys()
+    summary.add_row(
+        "signature",
+        f"{ALGORITHM}, key id {key_id(keys.current)}"
+        if keys is not None
+        else "none (ADVISOR_SIGNING_KEY not set)",
+    )
     out.print(summary)
 
 
@@ -172,8 +180,8 @@ def evaluate(
     cutoff = as_date(as_of) or latest_date(valid)
     config = TrainingConfig()
     try:  # reuse the hyper-parameters of the model being evaluated, if there is one
-        recorded = read_manifest(model_dir_or_default(model))["training"]["config"]
-        config = TrainingConfig(**recorded)
+        manifest = read_manifest(model_dir_or_default(model), keys=settings.signing_keys())
+        config = TrainingConfig(**manifest["training"]["config"])
     except (ModelNotFoundError, KeyError, TypeError):
         pass
     truth = true_survival if read_generator_meta(loaded.path) else None
@@ -371,7 +379,7 @@ def score(
         raise AdvisorError("--scheduler needs --engine dask")
     decision_date = as_date(as_of) or today_utc()  # flags first: loading a model takes time
     settings = get_settings()
-    fitted, _ = load_model(model_dir_or_default(model))
+    fitted, _ = load_model(model_dir_or_default(model), keys=settings.signing_keys())
     rules = load_policy(policy or settings.policy_file)
     job = BatchJob.create(
         input_path,

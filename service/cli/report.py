@@ -66,7 +66,9 @@ def report_command(
     fitted: Any = None
     config = TrainingConfig()
     try:
-        fitted, manifest = load_model(model if model is not None else settings.model_dir)
+        fitted, manifest = load_model(
+            model if model is not None else settings.model_dir, keys=settings.signing_keys()
+        )
         config = TrainingConfig(**manifest["training"]["config"])
     except ModelNotFoundError:
         if model is not None:

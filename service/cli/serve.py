@@ -1,11 +1,14 @@
 """``window-advisor serve``: run the HTTP service with uvicorn (127.0.0.1 unless told).
 
-With no model in place, it first trains the default model from the bundled history and
-says so on stderr; a model that fails verification stops it with a one-line error.
+With no model in place, it first trains the default model from the bundled history (signed
+when ADVISOR_SIGNING_KEY is set) and says so on stderr; a model that fails verification
+(with a signing key: also an unsigned or mis-signed one) stops it with a one-line error.
+Logs are JSON lines on stderr (:mod:`service.api.logs`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +17,7 @@ import typer
 
 from service.cli.common import console, friendly_errors
 
-__all__ = ["ensure_model", "serve_command"]
+__all__ = ["ensure_model", "exposure_warnings", "serve_command"]
 
 
 def ensure_model(directory: Path, settings: Any, console: Any) -> None:
@@ -40,6 +43,30 @@ def ensure_model(directory: Path, settings: Any, console: Any) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def exposure_warnings(settings: Any) -> list[str]:
+    """What to warn about when binding an address other machines can reach."""
+    if is_loopback(settings.host):
+        return []
+    warnings = [f"binding {settings.host}, reachable from other machines"]
+    if settings.api_key is None:
+        warnings.append("no ADVISOR_API_KEY: every /v1 route is open; set one to require a key")
+    if settings.signing_key is None:
+        warnings.append(
+            "no ADVISOR_SIGNING_KEY: model artifacts are loaded unsigned, so whoever can write"
+            " a model directory can run code in this service; set one and retrain"
+        )
+    return warnings
 
 
 @friendly_errors
@@ -74,11 +101,12 @@ def serve_command(
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.logs import LOGGING_CONFIG
     from service.api.settings import ApiSettings
     from service.api.state import load_snapshot
     from service.policy import load_policy
 
-    overrides: dict[str, Any] = {"tune_gc": True}
+    overrides: dict[str, Any] = {"tune_gc": True, "access_log_stderr": True}
     if model is not None:
         overrides["model_dir"] = model
     if host is not None:
@@ -91,13 +119,11 @@ def serve_command(
     policy = load_policy(settings.policy_file)
     ensure_model(settings.model_dir, settings, console)
     with console.status(f"loading the model from {settings.model_dir}"):
-        loaded = load_snapshot(settings.model_dir, policy)  # verified once, here
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(
-            f"[yellow]warning:[/] binding {settings.host}, reachable from other machines"
-            + ("" if settings.api_key else "; set ADVISOR_API_KEY to require a key"),
-            highlight=False,
-        )
+        # Verified once, here (its signature too, with a signing key): a refused artifact
+        # stops serve before it binds.
+        loaded = load_snapshot(settings.model_dir, policy, keys=settings.signing_keys())
+    for warning in exposure_warnings(settings):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(
         f"serving model {loaded.model_version} on http://{settings.host}:{settings.port}"
         f" with {settings.workers} worker(s); docs at /docs",
@@ -109,7 +135,7 @@ def serve_command(
             create_app(settings, loaded=loaded),
             host=settings.host,
             port=settings.port,
-            log_level="info",
+            log_config=LOGGING_CONFIG,
             access_log=False,
         )
         return
@@ -123,6 +149,6 @@ def serve_command(
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level="info",
+        log_config=LOGGING_CONFIG,
         access_log=False,
     )

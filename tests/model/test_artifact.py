@@ -17,12 +17,13 @@ from model.artifact import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
+    confine_to_root,
     file_sha256,
     library_versions,
     load_model,
     read_manifest,
 )
-from model.errors import ArtifactError, ModelNotFoundError
+from model.errors import ArtifactError, ModelNotFoundError, ModelRootError
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
 
@@ -168,3 +169,57 @@ def test_unreadable_manifest_is_an_artifact_error(model_copy: Path) -> None:
     (model_copy / MANIFEST_FILE).write_text(json.dumps({"model_version": "x"}))
     with pytest.raises(ArtifactError, match=r"^unreadable manifest .*'model_sha256'"):
         load_model(model_copy)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A model root with one model directory in it, and a directory outside it."""
+    (tmp_path / "root" / "model").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    return tmp_path / "root"
+
+
+def test_directories_inside_the_root_are_resolved(root: Path) -> None:
+    assert confine_to_root(Path("model"), root) == root / "model"  # relative: under the root
+    assert confine_to_root(root / "model", root) == root / "model"
+    assert confine_to_root(root / "model" / ".." / "model", root) == root / "model"
+    assert confine_to_root(root / "not-yet", root) == root / "not-yet"  # loading will say so
+    (root / "current").symlink_to(root / "model")  # a link that stays inside is fine
+    assert confine_to_root(root / "current", root) == root / "model"
+
+
+@pytest.mark.parametrize(
+    "name", ["../outside", "model/../../outside", "ABSOLUTE_OUTSIDE", "/etc", "/"]
+)
+def test_traversal_and_absolute_paths_out_of_the_root_are_refused(root: Path, name: str) -> None:
+    outside = root.parent / "outside"
+    requested = Path(str(outside) if name == "ABSOLUTE_OUTSIDE" else name)
+    with pytest.raises(ModelRootError) as raised:
+        confine_to_root(requested, root)
+    resolved = (root / requested).resolve()
+    assert str(raised.value) == (
+        f"model directory {requested} resolves to {resolved}, outside the model root {root};"
+        " only directories inside ADVISOR_MODEL_ROOT may be loaded"
+    )
+
+
+def test_a_symlink_out_of_the_root_is_refused(root: Path) -> None:
+    (root / "escape").symlink_to(root.parent / "outside")
+    with pytest.raises(ModelRootError, match=r"resolves to .*/outside, outside the model root"):
+        confine_to_root(Path("escape"), root)
+
+
+def test_artifact_files_linking_out_of_the_root_are_refused(root: Path) -> None:
+    (root.parent / "outside" / MODEL_FILE).write_bytes(b"not read")
+    (root / "model" / MODEL_FILE).symlink_to(root.parent / "outside" / MODEL_FILE)
+    with pytest.raises(ModelRootError) as raised:
+        confine_to_root(root / "model", root)
+    assert str(raised.value) == (
+        f"{root / 'model' / MODEL_FILE} links to {root.parent / 'outside' / MODEL_FILE},"
+        f" outside the model root {root}; only files inside ADVISOR_MODEL_ROOT may be loaded"
+    )
+
+
+def test_unusable_paths_are_refused(root: Path) -> None:
+    with pytest.raises(ModelRootError, match="is not a usable path"):
+        confine_to_root(Path("bad\x00dir"), root)

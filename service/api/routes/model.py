@@ -1,4 +1,5 @@
-"""``GET /v1/model`` (the manifest) and ``POST /v1/admin/reload`` (atomic model swap)."""
+"""``GET /v1/model`` (the manifest) and ``POST /v1/admin/reload`` (atomic model swap, admin
+key, confined to the model root)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 
+from model.artifact import confine_to_root
+from model.errors import ModelRootError
 from service.api.deps import HolderDep, LoadedModelDep
+from service.api.logs import log_admin, note_request
 from service.api.schemas import ErrorResponse, ReloadRequest, ReloadResponse
 from service.api.state import ReloadRefused
 
@@ -48,36 +52,69 @@ async def model_manifest(loaded: LoadedModelDep) -> dict[str, Any]:
     response_model=ReloadResponse,
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+        403: {
+            "model": ErrorResponse,
+            "description": "Admin routes disabled (no ADVISOR_ADMIN_KEY), the API key instead"
+            " of the admin key, or a directory outside ADVISOR_MODEL_ROOT (nothing read).",
+        },
         409: {
             "model": ErrorResponse,
-            "description": "The artifact is missing, tampered with or unusable; the previous"
-            " model keeps serving.",
+            "description": "The artifact is missing, unsigned, tampered with or unusable; the"
+            " previous model keeps serving.",
         },
     },
-    summary="Load the model again (or another one) and swap it in",
+    summary="Load the model again (or another one) and swap it in (admin key)",
 )
 async def reload_model(
     request: Request, holder: HolderDep, body: ReloadRequest | None = Body(None)
 ) -> ReloadResponse:
-    """Loads and verifies the artifact aside, scores a probe order and the latest orders
-    served with it (warming its caches), then swaps it in atomically: requests in flight
-    finish on the model they started with."""
+    """Needs the admin key. A named directory must resolve (after `..` and symlinks) inside
+    the model root, a relative one is taken under it; with a signing key configured the
+    artifact's signature is verified before anything is unpickled. The model is loaded and
+    verified aside, scores a probe order and the latest orders served (warming its caches),
+    then is swapped in atomically: requests in flight finish on the model they started with."""
     state = request.app.state
     current = holder.current
-    if body is not None and body.model_dir:
-        directory = Path(body.model_dir)
-    elif current is not None:
-        directory = current.model_dir
-    else:
-        directory = state.settings.model_dir
+    requested = body.model_dir if body is not None and body.model_dir else None
+    try:
+        if requested is not None:
+            directory = confine_to_root(Path(requested), state.model_root)
+        elif current is not None:
+            directory = current.model_dir
+        else:
+            directory = state.settings.model_dir
+    except ModelRootError as exc:
+        state.metrics.reloads.labels("forbidden").inc()
+        log_admin(
+            request.scope, "model reload", outcome="forbidden", model_dir=requested, reason=str(exc)
+        )
+        raise
     try:
         warm = list(state.batcher.recent)
-        loaded, previous = await holder.reload(directory, state.policy, warm)
-    except ReloadRefused:
+        loaded, previous = await holder.reload(
+            directory, state.policy, warm, keys=state.settings.signing_keys()
+        )
+    except ReloadRefused as exc:
         state.metrics.reloads.labels("refused").inc()
+        log_admin(
+            request.scope,
+            "model reload",
+            outcome="refused",
+            model_dir=str(directory),
+            reason=str(exc),
+        )
         raise
     state.metrics.reloads.labels("ok").inc()
     state.metrics.set_model(loaded.model_version)
+    note_request(request.scope, model_version=loaded.model_version)
+    log_admin(
+        request.scope,
+        "model reload",
+        outcome="ok",
+        model_dir=str(directory),
+        model_version=loaded.model_version,
+        previous_model_version=previous,
+    )
     return ReloadResponse(
         model_version=loaded.model_version,
         previous_model_version=previous,

@@ -12,6 +12,7 @@ from pydantic_core import to_json
 
 from service.api.batching import score_orders
 from service.api.deps import LoadedModelDep, SettingsDep
+from service.api.logs import note_request
 from service.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -60,6 +61,7 @@ async def recommend(request: Request, loaded: LoadedModelDep) -> Response:
     state = request.app.state
     result = await state.batcher.score(order, order.as_of, loaded)
     state.metrics.count_actions([result["action"]])
+    note_request(request.scope, orders=1)
     return Response(to_json(result), media_type="application/json")
 
 
@@ -97,4 +99,5 @@ async def recommend_batch(
         else []
     )
     state.metrics.count_actions([r["action"] for r in results])
+    note_request(request.scope, orders=len(results))
     return Response(to_json({"results": results}), media_type="application/json")

@@ -1,5 +1,6 @@
-"""Model reload: a good artifact is swapped in; a tampered or missing one is refused (409)
-while the previous model keeps serving."""
+"""Model reload (admin key): a good artifact is swapped in; a tampered or missing one is
+refused (409) while the previous model keeps serving. The security of the route itself
+(scopes, model root, signatures) is tested in test_api_security.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from model.artifact import MANIFEST_FILE, MODEL_FILE, read_manifest
 from service.api import create_app
 from service.api.settings import ApiSettings
 
+ADMIN_KEY = "admin-key-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ORDER = {
     "order_id": "R-1",
     "destination_country": "BR",
@@ -56,14 +59,14 @@ def test_reload_swaps_in_a_new_model_and_refuses_a_tampered_one(
     model_copy: Path, tmp_path: Path
 ) -> None:
     first = read_manifest(model_copy)["model_version"]
-    with TestClient(create_app(ApiSettings(model_dir=model_copy))) as client:
+    with TestClient(create_app(ApiSettings(model_dir=model_copy, admin_key=ADMIN_KEY))) as client:
         assert client.get("/readyz").json() == {"status": "ready", "model_version": first}
         assert version_served(client) == first
 
         other = tmp_path / "other"
         shutil.copytree(model_copy, other)
         relabel(other, "20261101-second")
-        response = client.post("/v1/admin/reload", json={"model_dir": str(other)})
+        response = client.post("/v1/admin/reload", json={"model_dir": str(other)}, headers=ADMIN)
         assert response.status_code == 200, response.text
         assert response.json() == {
             "model_version": "20261101-second",
@@ -77,7 +80,9 @@ def test_reload_swaps_in_a_new_model_and_refuses_a_tampered_one(
         assert version_served(client) == "20261101-second"
 
         tamper(other)
-        refused = client.post("/v1/admin/reload")  # no body: the directory loaded last
+        refused = client.post(
+            "/v1/admin/reload", headers=ADMIN
+        )  # no body: the directory loaded last
         assert refused.status_code == 409
         assert refused.json()["detail"].startswith(
             f"reload refused, previous model kept: model artifact {other / MODEL_FILE}"
@@ -85,26 +90,33 @@ def test_reload_swaps_in_a_new_model_and_refuses_a_tampered_one(
         )
         assert version_served(client) == "20261101-second"
 
-        missing = client.post("/v1/admin/reload", json={"model_dir": str(tmp_path / "none")})
+        missing = client.post(
+            "/v1/admin/reload", json={"model_dir": str(tmp_path / "none")}, headers=ADMIN
+        )
         assert missing.status_code == 409
         assert missing.json()["detail"].startswith(
             f"reload refused, previous model kept: no model in {tmp_path / 'none'}"
         )
-        nul = client.post("/v1/admin/reload", json={"model_dir": "bad\u0000dir"})
-        assert nul.status_code == 409
+        nul = client.post("/v1/admin/reload", json={"model_dir": "bad\u0000dir"}, headers=ADMIN)
+        assert nul.status_code == 403
+        assert nul.json()["detail"].startswith("model directory bad\x00dir is not a usable path")
         assert version_served(client) == "20261101-second"
 
         metrics = client.get("/metrics").text
         assert 'advisor_model_reloads_total{outcome="ok"} 1.0' in metrics
-        assert 'advisor_model_reloads_total{outcome="refused"} 3.0' in metrics
+        assert 'advisor_model_reloads_total{outcome="refused"} 2.0' in metrics
+        assert 'advisor_model_reloads_total{outcome="forbidden"} 1.0' in metrics
         assert 'advisor_model_loaded{model_version="20261101-second"} 1.0' in metrics
         assert f'advisor_model_loaded{{model_version="{first}"}}' not in metrics
 
 
 def test_reload_can_bring_a_server_without_model_to_ready(model_copy: Path, tmp_path: Path) -> None:
-    with TestClient(create_app(ApiSettings(model_dir=tmp_path / "empty"))) as client:
+    settings = ApiSettings(model_dir=tmp_path / "empty", admin_key=ADMIN_KEY)
+    with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 503
-        response = client.post("/v1/admin/reload", json={"model_dir": str(model_copy)})
+        response = client.post(
+            "/v1/admin/reload", json={"model_dir": str(model_copy)}, headers=ADMIN
+        )
         assert response.status_code == 200, response.text
         assert response.json()["previous_model_version"] is None
         assert client.get("/readyz").status_code == 200
@@ -112,7 +124,7 @@ def test_reload_can_bring_a_server_without_model_to_ready(model_copy: Path, tmp_
 
 
 def test_reload_rejects_unknown_fields(model_copy: Path) -> None:
-    with TestClient(create_app(ApiSettings(model_dir=model_copy))) as client:
-        response = client.post("/v1/admin/reload", json={"dir": "x"})
+    with TestClient(create_app(ApiSettings(model_dir=model_copy, admin_key=ADMIN_KEY))) as client:
+        response = client.post("/v1/admin/reload", json={"dir": "x"}, headers=ADMIN)
         assert response.status_code == 422
         assert response.json()["detail"][0]["field"] == "dir"

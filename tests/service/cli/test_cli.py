@@ -13,10 +13,12 @@ from typer.testing import CliRunner, Result
 from data.generate import DEFAULT_AS_OF as AS_OF
 from data.generate import generate_open_orders, generate_shipments, write_generated
 from model.artifact import MODEL_FILE, read_manifest
+from model.signing import SigningKeys, key_id
 from service.cli import app
 from service.evaluation.backtest import STRATEGIES
 from service.settings import get_settings
 
+SIGNING_KEY = "round-trip-signing-key-0123456789abcdef"
 HISTORY_ROWS = 8000
 OPEN_ROWS = 300
 runner = CliRunner()
@@ -55,12 +57,15 @@ def test_round_trip_generate_train_score_evaluate(tmp_path: Path) -> None:
     check_generated(history)
 
     model_dir = tmp_path / "model"
+    signing = {"ADVISOR_SIGNING_KEY": SIGNING_KEY}  # train signs, score and evaluate verify
     result = invoke(
         "train", "--history", str(history), "--as-of", AS_OF.isoformat(),
-        env={"ADVISOR_MODEL_DIR": str(model_dir)},
+        env={"ADVISOR_MODEL_DIR": str(model_dir), **signing},
     )  # fmt: skip
     assert_ok(result)
-    manifest = read_manifest(model_dir)  # the model went where the environment said
+    assert f"HMAC-SHA256, key id {key_id(SIGNING_KEY.encode())}" in result.stdout
+    keys = SigningKeys(SIGNING_KEY.encode())
+    manifest = read_manifest(model_dir, keys=keys)  # the model went where the environment said
     assert manifest["as_of"] == AS_OF.isoformat()
     assert manifest["data"]["rows"] == HISTORY_ROWS
     assert manifest["data"]["source"] == str(history)
@@ -73,7 +78,7 @@ def test_round_trip_generate_train_score_evaluate(tmp_path: Path) -> None:
     scored_path = tmp_path / "scored.csv"
     result = invoke(
         "score", str(orders), "--out", str(scored_path),
-        "--model", str(model_dir), "--as-of", AS_OF.isoformat(),
+        "--model", str(model_dir), "--as-of", AS_OF.isoformat(), env=signing,
     )  # fmt: skip
     assert_ok(result)
     check_scored(scored_path, orders, manifest["model_version"])
@@ -81,6 +86,7 @@ def test_round_trip_generate_train_score_evaluate(tmp_path: Path) -> None:
     out_dir = tmp_path / "evaluation"
     result = invoke(
         "evaluate", "--history", str(history), "--model", str(model_dir), "--out", str(out_dir),
+        env=signing,
     )  # fmt: skip
     assert_ok(result)
     check_evaluation(out_dir)

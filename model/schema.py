@@ -314,7 +314,8 @@ def _validate(
         not_int = np.asarray(((parsed % 1) != 0) & parsed.notna(), dtype=bool) & ~bad
         errors.add(bad | not_int, "extensions", extensions.quoted() + " is not a whole number")
         errors.add(np.asarray(parsed < 0, dtype=bool), "extensions", "negative extensions")
-        out["extensions"] = parsed.fillna(0.0).clip(lower=0).astype("int64")
+        # Rejected cells (inf included) become 0 so the cast to int64 cannot fail.
+        out["extensions"] = parsed.where(~bad, 0.0).fillna(0.0).clip(lower=0).astype("int64")
         errors.add(
             np.asarray(out["dispute_opened_at"] < shipped, dtype=bool),
             "dispute_opened_at",

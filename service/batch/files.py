@@ -209,7 +209,7 @@ def _line_layout(arr: np.ndarray, buf: bytes, eof: bool) -> _Lines:
         order = np.argsort(term, kind="stable")
         term, content_end = term[order], content_end[order]
     next_start = term + 1
-    start = np.concatenate([[0], next_start[:-1]]).astype(np.int64)
+    start = np.concatenate([[0], next_start[:-1]])[: len(term)].astype(np.int64)
     if eof and n > (int(next_start[-1]) if len(term) else 0):  # last line without a line end
         start = np.append(start, int(next_start[-1]) if len(term) else 0)
         content_end = np.append(content_end, n)

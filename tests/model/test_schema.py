@@ -52,6 +52,7 @@ BAD_ORDERS: list[tuple[dict[str, str], str, str]] = [
     (order("B9", extensions="-1"), "extensions", "negative extensions"),
     (order("B10", extensions="1.5"), "extensions", "'1.5' is not a whole number"),
     (order("B11", extensions="two"), "extensions", "'two' is not a whole number"),
+    (order("B11i", extensions="inf"), "extensions", "'inf' is not a whole number"),
     (order("B12", weight_g="heavy"), "weight_g", "'heavy' is not a number"),
     (order("B13", destination_country=" "), "destination_country", "missing required value"),
     (order("B14", shipped_at=""), "shipped_at", "missing required value"),

@@ -327,6 +327,17 @@ def test_a_long_unclosed_quote_costs_only_its_own_line(tmp_path: Path) -> None:
     assert frame["__problem__"].iloc[1:].isna().all()
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_an_unclosed_quote_on_the_last_line_without_a_line_end(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    source = tmp_path / "q.csv"
+    source.write_bytes((HEADER + "\n" + good("A") + '\nB,"DE,x').encode())
+    frame = raw_rows(source, chunk_rows)
+    assert frame["__line__"].tolist() == [2, 3]
+    assert frame["__problem__"].tolist()[1] == "unparsable CSV (unbalanced quotes)"
+
+
 def test_invalid_utf8_line_is_rejected_alone(tmp_path: Path) -> None:
     source = tmp_path / "b.csv"
     source.write_bytes(

@@ -61,6 +61,7 @@ __all__ = [
 LINE_COLUMN = "__line__"
 PROBLEM_COLUMN = "__problem__"
 BLANK = "(blank line)"  # PROBLEM_COLUMN of a blank line: skipped, counted, not a row
+NOT_UTF8 = "line is not valid UTF-8 text"
 MAX_RECORD_LINES = 100  # a quoted field spanning more lines is taken as an unclosed quote
 MAX_LINE_BYTES = 64 << 20  # a "line" longer than this means the file is not a CSV
 _BOM = b"\xef\xbb\xbf"
@@ -401,13 +402,30 @@ def _field_counts(chunk: CsvChunk) -> np.ndarray:
     return counts + 1
 
 
+def _not_utf8(data: bytes, starts: np.ndarray) -> list[int]:
+    """Indices of the records (starting at ``starts``) holding bytes that are not UTF-8."""
+    if not (np.frombuffer(data, dtype=np.uint8) >= 0x80).any():
+        return []
+    bad: list[int] = []
+    view, position = memoryview(data), 0
+    while position < len(data):
+        try:
+            str(view[position:], "utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            k = int(np.searchsorted(starts, position + exc.start, side="right")) - 1
+            bad.append(k)
+            position = int(starts[k + 1]) if k + 1 < len(starts) else len(data)
+    return bad
+
+
 def _problem_row(record: bytes, names: tuple[str, ...]) -> tuple[str | None, str | None]:
     """(order_id when readable, reason) of a record that is not a well-formed row; the reason
     is None when the record is fine after all (Python's csv module is the reference)."""
     try:
         text = record.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "line is not valid UTF-8 text"
+        return None, NOT_UTF8
     if not text.strip():
         return None, "blank"
     try:
@@ -470,7 +488,12 @@ def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pd.DataFrame:
     record_lines = chunk.first_line + chunk.rec_first
     good = _field_counts(chunk) == len(names)
     problems: dict[int, tuple[str | None, str]] = {}
+    for k in _not_utf8(chunk.data, starts):  # pyarrow does not check columns it skips
+        good[k] = False
+        problems[int(k)] = (None, NOT_UTF8)
     for k in np.flatnonzero(~good):
+        if int(k) in problems:
+            continue
         order_id, reason = _problem_row(chunk.data[starts[k] : ends[k]], names)
         if reason is None:
             good[k] = True

@@ -328,6 +328,26 @@ def test_a_long_unclosed_quote_costs_only_its_own_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_bytes_that_are_not_utf8_reject_their_line_even_in_an_ignored_column(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    source = tmp_path / "u.csv"
+    rows = [f"{good(name)},note" for name in ("A", "B", "C")]
+    source.write_bytes(
+        (HEADER + ",notes\n" + rows[0] + "\n").encode()
+        + rows[1].encode()[:-4]
+        + b"\xff\xfe\n"
+        + (rows[2] + ",\xfcber\n").encode("latin-1")  # one field too many, and not UTF-8
+        + f"{good('D')},\u00fcber\n".encode()
+    )
+    frame = raw_rows(source, chunk_rows)
+    assert frame["__line__"].tolist() == [2, 3, 4, 5]
+    assert frame["__problem__"].tolist()[1:3] == ["line is not valid UTF-8 text"] * 2
+    assert frame["order_id"].tolist()[0::3] == ["A", "D"]
+    assert frame["__problem__"].isna().tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
 def test_an_unclosed_quote_on_the_last_line_without_a_line_end(
     tmp_path: Path, chunk_rows: int
 ) -> None:

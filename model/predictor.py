@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.calibration import PlattCalibrator
-from model.features import Columns, EncodedFeatures, column, days_between, lookup
+from model.features import Columns, EncodedFeatures, column, days_between, lookup, text_column
 from model.hazard import DiscreteTimeHazard
 
 __all__ = ["PREDICTION_COLUMNS", "AdvisorModel"]
@@ -94,7 +94,7 @@ class AdvisorModel:
             "unseen_country": features.unseen_country,
             "sparse_lane": features.sparse_lane,
             "structural_lag": lookup(
-                column(orders, "destination_country"), self._structural_lag_codes()
+                text_column(orders, "destination_country"), self._structural_lag_codes()
             ).astype(bool),
         }
 

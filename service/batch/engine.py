@@ -1,10 +1,12 @@
 """Batch scoring of open-order files in bounded memory, every input row accounted for.
 
-``window-advisor score`` reads its input in chunks (:mod:`service.batch.files`), scores each
-chunk with :func:`score_partition` (which calls :func:`service.scoring.score_raw`, the one
-scoring function) and appends the results to hidden temporaries beside OUTPUT and the rejects
-file, renamed into place only when the whole input is done. Each input row is either scored
-or rejected with its line, order_id, column and reason; ``scored + rejected = input rows``.
+``window-advisor score`` reads its input in chunks of Arrow tables (:mod:`service.batch.files`,
+in a reader thread), takes each chunk through :func:`score_partition` — validate
+(:func:`validate_partition`), score (:func:`service.scoring.score_columns`, the one scoring
+function), build the output table (:func:`scored_table`) — and appends the results, from a
+writer thread, to hidden temporaries beside OUTPUT and the rejects file, renamed into place
+only when the whole input is done. Each input row is either scored or rejected with its line,
+order_id, column and reason; ``scored + rejected = input rows``.
 
 An order_id already seen in an earlier chunk is rejected as a duplicate like one seen earlier
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,7 +46,7 @@ from rich.table import Table
 
 from model.errors import InputFileError
 from model.predictor import AdvisorModel
-from model.schema import OPEN_ORDER_COLUMNS
+from model.schema import OPEN_ORDER_COLUMNS, ValidatedColumns, validate_open_orders_table
 from service.batch.files import (
     BLANK,
     LINE_COLUMN,
@@ -60,7 +63,7 @@ from service.batch.files import (
     parse_csv_chunk,
 )
 from service.policy import PolicyConfig
-from service.scoring import SCORED_COLUMNS, score_raw
+from service.scoring import SCORED_COLUMNS, score_columns
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -72,10 +75,13 @@ __all__ = [
     "SeenIds",
     "Terminated",
     "order_id_hashes",
+    "order_id_text",
     "print_summary",
     "run_local",
     "score_partition",
+    "scored_table",
     "terminate_as_interrupt",
+    "validate_partition",
 ]
 
 # Chosen by measurement (bench/bench_batch.py, bench/RESULTS.md): past ~50k rows a chunk
@@ -109,11 +115,29 @@ UNPARSABLE = "(unparsable)"  # the ``column`` label of a row that is not a CSV r
 
 
 # -- duplicates across chunks ------------------------------------------------------------
-def order_id_hashes(order_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def order_id_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each order_id as stripped text (an Arrow string array), null where there is none.
+
+    Ids stored as numbers (Parquet) are read as pandas prints them, as validation does."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array) and pa.types.is_large_string(values.type):
+        values = values.cast(pa.string())
+    if not (isinstance(values, pa.Array) and pa.types.is_string(values.type)):
+        series = values.to_pandas() if isinstance(values, pa.Array) else values
+        text = series.astype("string").to_numpy(dtype=object, na_value=None)
+        values = pa.array(text, type=pa.string())
+    stripped = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+
+
+def order_id_hashes(
+    order_id: pd.Series | pa.Array | pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hash of each stripped order_id (stable across processes) and where one exists."""
-    text = order_id.astype("string").str.strip()
-    present = np.array(text.notna() & (text != ""), dtype=bool)
-    values = text.to_numpy(dtype=object, na_value="")
+    text = order_id_text(order_id)
+    present = text.is_valid().to_numpy(zero_copy_only=False)
+    values = pc.fill_null(text, "").to_numpy(zero_copy_only=False)
     return pd.util.hash_array(values, categorize=False), present
 
 
@@ -152,13 +176,13 @@ class SeenIds:
                 break
             self._runs[-2:] = [_merge_sorted(h1, l1, h2, l2)]
 
-    def earlier(self, raw: pd.DataFrame) -> np.ndarray:
+    def earlier(self, raw: pa.Table) -> np.ndarray:
         """For each row of a raw partition: the line of an earlier chunk holding its order_id,
         or -1; then remember this partition's ids."""
-        hashes, present = order_id_hashes(raw["order_id"])
-        present = present & raw[PROBLEM_COLUMN].isna().to_numpy(dtype=bool)
-        lines = raw[LINE_COLUMN].to_numpy(dtype=np.int64)
-        out = np.full(len(raw), -1, dtype=np.int64)
+        hashes, present = order_id_hashes(raw.column("order_id"))
+        present &= raw.column(PROBLEM_COLUMN).is_null().to_numpy(zero_copy_only=False)
+        lines = raw.column(LINE_COLUMN).to_numpy()
+        out = np.full(raw.num_rows, -1, dtype=np.int64)
         out[present] = self.first_lines(hashes[present])
         new = present & (out < 0)
         self.add(hashes[new], lines[new])
@@ -179,115 +203,148 @@ def _merge_sorted(
     return hashes, lines
 
 
-# -- scoring one partition ---------------------------------------------------------------
+# -- one partition: validate, score, build the output -------------------------------------
 @dataclass(frozen=True)
 class PartitionResult:
-    """Scored rows (input order), rejects (by line) and the destination of each scored row."""
+    """Scored rows (input order) and rejects (by line), as Arrow tables of
+    :data:`SCORED_SCHEMA` and :data:`REJECTS_SCHEMA`, and the destination of each scored row."""
 
-    scored: pd.DataFrame
-    rejects: pd.DataFrame
-    destinations: np.ndarray
+    scored: pa.Table
+    rejects: pa.Table
+    destinations: pa.Array
     blank_lines: int = 0
 
 
-def _ids_or_none(values: pd.Series) -> np.ndarray:
-    text = values.astype("string").str.strip()
-    return text.where(text.notna() & (text != ""), None).to_numpy(dtype=object, na_value=None)
+@dataclass(frozen=True)
+class CheckedPartition:
+    """A raw partition after validation: the valid orders as the columns
+    :func:`service.scoring.score_columns` takes (see
+    :class:`model.schema.ValidatedColumns`), every rejected row (unparsable, duplicate of an
+    earlier partition, invalid) by line, and the blank lines skipped."""
+
+    valid: dict[str, Any]
+    rejects: pa.Table
+    blank_lines: int
+
+
+def _as_table(raw: pa.Table | pd.DataFrame) -> pa.Table:
+    if isinstance(raw, pd.DataFrame):  # a Dask partition
+        return pa.Table.from_pandas(raw, preserve_index=False)
+    return raw
+
+
+def validate_partition(
+    raw: pa.Table | pd.DataFrame, as_of: date, earlier: np.ndarray | None = None
+) -> CheckedPartition:
+    """Reject the unparsable rows and the ``earlier`` duplicates (first line of an order_id
+    seen in an earlier partition, -1 otherwise) of one raw partition, then validate the
+    rest (:func:`model.schema.validate_open_orders_table`)."""
+    raw = _as_table(raw)
+    lines = raw.column(LINE_COLUMN).to_numpy()
+    problem_text = raw.column(PROBLEM_COLUMN)
+    noted = problem_text.is_valid().to_numpy(zero_copy_only=False)
+    blank = noted & pc.fill_null(pc.equal(problem_text, BLANK), False).to_numpy(
+        zero_copy_only=False
+    )
+    problem = noted & ~blank
+    duplicate = np.zeros(len(raw), dtype=bool) if earlier is None else earlier >= 0
+    parts: list[pa.Table] = []
+    if problem.any():
+        rows = np.flatnonzero(problem)
+        parts.append(
+            _rejects(
+                lines[rows],
+                order_id_text(raw.column("order_id").take(rows)),
+                UNPARSABLE,
+                problem_text.take(rows),
+            )
+        )
+    if duplicate.any():
+        assert earlier is not None
+        rows = np.flatnonzero(duplicate)
+        reasons = [f"duplicate order_id (first seen on line {n})" for n in earlier[rows]]
+        parts.append(
+            _rejects(
+                lines[rows], order_id_text(raw.column("order_id").take(rows)), "order_id", reasons
+            )
+        )
+    keep = ~problem & ~duplicate & ~blank
+    known = [c for c in raw.column_names if c in OPEN_ORDER_COLUMNS]
+    rest = raw.select(known)
+    if not keep.all():
+        rest = rest.filter(pa.array(keep))
+    checked: ValidatedColumns = validate_open_orders_table(rest, as_of=as_of, lines=lines[keep])
+    parts.append(checked.rejects)
+    rejects = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        rejects = rejects.take(np.argsort(rejects.column("line").to_numpy(), kind="stable"))
+    return CheckedPartition(checked.valid, rejects, int(blank.sum()))
+
+
+def _rejects(lines: np.ndarray, order_id: pa.Array, column: str, reason: Any) -> pa.Table:
+    return pa.table(
+        {
+            "line": pa.array(lines, type=pa.int64()),
+            "order_id": order_id,
+            "column": pa.array(np.full(len(lines), column, dtype=object), type=pa.string()),
+            "reason": reason
+            if isinstance(reason, pa.Array | pa.ChunkedArray)
+            else pa.array(reason, type=pa.string()),
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def scored_table(scored: dict[str, np.ndarray]) -> pa.Table:
+    """The arrays of :func:`service.scoring.score_columns` as a table of :data:`SCORED_SCHEMA`."""
+    return pa.table(
+        [pa.array(scored[f.name], type=f.type, from_pandas=True) for f in SCORED_SCHEMA],
+        schema=SCORED_SCHEMA,
+    )
 
 
 def score_partition(
-    raw: pd.DataFrame,
+    raw: pa.Table | pd.DataFrame,
     model: AdvisorModel,
     policy: PolicyConfig,
     as_of: date,
     earlier: np.ndarray | None = None,
 ) -> PartitionResult:
-    """Score one raw partition: unparsable rows and ``earlier`` duplicates (first line of an
-    order_id seen in an earlier partition, -1 otherwise) are rejected; the rest go through
-    :func:`service.scoring.score_raw`."""
-    lines = raw[LINE_COLUMN].to_numpy(dtype=np.int64)
-    noted = raw[PROBLEM_COLUMN].notna().to_numpy(dtype=bool)
-    blank = raw[PROBLEM_COLUMN].eq(BLANK).fillna(False).to_numpy(dtype=bool) & noted
-    problem = noted & ~blank
-    duplicate = np.zeros(len(raw), dtype=bool) if earlier is None else earlier >= 0
-    parts: list[pd.DataFrame] = []
-    if problem.any():
-        parts.append(
-            pd.DataFrame(
-                {
-                    "line": lines[problem],
-                    "order_id": _ids_or_none(raw["order_id"][problem]),
-                    "column": UNPARSABLE,
-                    "reason": raw[PROBLEM_COLUMN][problem].to_numpy(dtype=object),
-                }
-            )
-        )
-    if duplicate.any():
-        assert earlier is not None
-        parts.append(
-            pd.DataFrame(
-                {
-                    "line": lines[duplicate],
-                    "order_id": _ids_or_none(raw["order_id"][duplicate]),
-                    "column": "order_id",
-                    "reason": [
-                        f"duplicate order_id (first seen on line {n})" for n in earlier[duplicate]
-                    ],
-                }
-            )
-        )
-    keep = ~problem & ~duplicate & ~blank
-    rest = raw.loc[keep, [c for c in raw.columns if c in OPEN_ORDER_COLUMNS]]
-    rest_lines = lines[keep]
-    if len(rest):
-        batch = score_raw(rest.reset_index(drop=True), model, policy, as_of, lines=rest_lines)
-        scored, rejects = batch.scored, batch.rejects
-        valid = ~np.isin(rest_lines, rejects["line"].to_numpy(dtype=np.int64))
-        destinations = (
-            rest["destination_country"]
-            .astype("string")
-            .str.strip()
-            .str.upper()
-            .to_numpy(dtype=object)[valid]
-        )
-        parts.append(rejects)
-    else:
-        scored = pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
-        destinations = np.zeros(0, dtype=object)
-    if parts:
-        all_rejects = pd.concat([p.astype(object) for p in parts], ignore_index=True)
-        all_rejects = all_rejects.sort_values("line", kind="stable", ignore_index=True)
-    else:
-        all_rejects = pd.DataFrame(columns=list(REJECTS_SCHEMA.names))
+    """Score one raw partition: validate (:func:`validate_partition`), then score the valid
+    orders with :func:`service.scoring.score_columns`; every row ends up in one of the two."""
+    checked = validate_partition(raw, as_of, earlier)
+    scored = score_columns(checked.valid, model, policy, as_of)
     return PartitionResult(
-        scored=scored,
-        rejects=all_rejects,
-        destinations=destinations,
-        blank_lines=int(blank.sum()),
+        scored=scored_table(scored),
+        rejects=checked.rejects,
+        destinations=checked.valid["destination_country"],
+        blank_lines=checked.blank_lines,
     )
 
 
 def partition_counts(result: PartitionResult) -> dict[str, Any]:
     """The counts of one partition that a :class:`BatchSummary` adds up (small, picklable)."""
-    pairs = pd.DataFrame(
-        {
-            "destination": result.destinations,
-            "action": result.scored["action"].to_numpy(dtype=object),
-        }
-    ).value_counts(sort=False)
-    by_destination: Counter[tuple[str, str]] = Counter(
-        {(str(d), str(a)): int(n) for (d, a), n in pairs.items()}
-    )
+    by_destination: Counter[tuple[str, str]] = Counter()
+    if result.scored.num_rows:
+        destination = pc.dictionary_encode(result.destinations)
+        action = pc.dictionary_encode(result.scored.column("action").combine_chunks())
+        width = len(action.dictionary)
+        pair = destination.indices.to_numpy() * width + action.indices.to_numpy()
+        counts = np.bincount(pair, minlength=len(destination.dictionary) * width)
+        names = destination.dictionary.to_pylist(), action.dictionary.to_pylist()
+        for code in np.flatnonzero(counts).tolist():
+            key = (str(names[0][code // width]), str(names[1][code % width]))
+            by_destination[key] = int(counts[code])
     by_action: Counter[str] = Counter()
-    for (_, action), n in by_destination.items():
-        by_action[action] += n
+    for (_, action_name), n in by_destination.items():
+        by_action[action_name] += n
     return {
-        "scored": len(result.scored),
-        "rejected": len(result.rejects),
+        "scored": result.scored.num_rows,
+        "rejected": result.rejects.num_rows,
         "blank_lines": result.blank_lines,
         "by_action": by_action,
         "by_destination": by_destination,
-        "rejects_by_column": Counter(result.rejects["column"].tolist()),
+        "rejects_by_column": Counter(result.rejects.column("column").to_pylist()),
     }
 
 
@@ -413,7 +470,7 @@ def progress_bar(console: Console | None) -> Progress:
     )
 
 
-RawChunks = Iterator[tuple[pd.DataFrame, int]]  # (raw partition, progress so far)
+RawChunks = Iterator[tuple[pa.Table, int]]  # (raw partition, progress so far)
 
 
 def raw_chunks(path: Path, chunk_rows: int) -> tuple[RawChunks, int]:
@@ -495,7 +552,7 @@ def one_openmp_thread() -> Iterator[None]:
         yield
 
 
-def with_earlier(chunks: RawChunks) -> Iterator[tuple[pd.DataFrame, np.ndarray, int]]:
+def with_earlier(chunks: RawChunks) -> Iterator[tuple[pa.Table, np.ndarray, int]]:
     """Add to each raw partition the earlier-chunk line of its order_ids (in chunk order)."""
     seen = SeenIds()
     for raw, done in chunks:
@@ -509,7 +566,7 @@ class BackgroundWriter:
     def __init__(self, scored: TableSink, rejects: TableSink) -> None:
         import queue
 
-        self._queue: queue.Queue[tuple[pd.DataFrame, pd.DataFrame] | None] = queue.Queue(1)
+        self._queue: queue.Queue[tuple[pa.Table, pa.Table] | None] = queue.Queue(1)
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._sinks = (scored, rejects)
@@ -522,8 +579,8 @@ class BackgroundWriter:
             if item is None:
                 return
             try:
-                for sink, frame in zip(self._sinks, item, strict=True):
-                    sink.write(frame)
+                for sink, table in zip(self._sinks, item, strict=True):
+                    sink.write_table(table)
             except BaseException as exc:  # handed to the caller
                 self._error = exc
                 return
@@ -532,7 +589,7 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, scored: pd.DataFrame, rejects: pd.DataFrame) -> None:
+    def put(self, scored: pa.Table, rejects: pa.Table) -> None:
         import queue
 
         while True:

@@ -9,10 +9,10 @@ never closed, bytes that are not UTF-8) become *problem rows* that carry their l
 order_id when it can be read, and a reason. Python's ``csv`` module is the reference for the
 rare records the fast path cannot decide, so both paths agree on what a field is.
 
-A chunk is a :data:`RawPartition`: the known open-order columns as text, plus
-:data:`LINE_COLUMN` (input line; the 1-based row number for Parquet) and
-:data:`PROBLEM_COLUMN` (the reason a row could not be parsed, :data:`BLANK` for a blank
-line, else missing), in input order.
+A chunk is a *raw partition*, an Arrow table: the known open-order columns (text from CSV;
+as stored in Parquet), plus :data:`LINE_COLUMN` (input line; the 1-based row number for
+Parquet) and :data:`PROBLEM_COLUMN` (the reason a row could not be parsed, :data:`BLANK`
+for a blank line, else null), in input order.
 The local engine and the Dask engine build chunks with the same functions, so they see the
 same rows with the same line numbers.
 """
@@ -480,17 +480,17 @@ def _python_parse(records: list[bytes], names: tuple[str, ...]) -> tuple[pa.Tabl
     return table, failed
 
 
-def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pd.DataFrame:
-    """A :data:`RawPartition` of the chunk's records (blank lines as :data:`BLANK` rows)."""
+def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pa.Table:
+    """The raw partition of the chunk's records (blank lines as :data:`BLANK` rows)."""
     names = header.names
     starts = chunk.lines.start[chunk.rec_first]
     ends = chunk.lines.end[chunk.rec_last]
     record_lines = chunk.first_line + chunk.rec_first
     good = _field_counts(chunk) == len(names)
     problems: dict[int, tuple[str | None, str]] = {}
-    for k in _not_utf8(chunk.data, starts):  # pyarrow does not check columns it skips
-        good[k] = False
-        problems[int(k)] = (None, NOT_UTF8)
+    for undecodable in _not_utf8(chunk.data, starts):  # pyarrow skips ignored columns
+        good[undecodable] = False
+        problems[undecodable] = (None, NOT_UTF8)
     for k in np.flatnonzero(~good):
         if int(k) in problems:
             continue
@@ -515,7 +515,7 @@ def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pd.DataFrame:
         extra[PROBLEM_COLUMN] = pa.array([problems[k][1] for k in sorted(problems)], pa.string())
         table = pa.concat_tables([table, pa.table(extra, schema=table.schema)])
         table = table.take(pc.sort_indices(table, [(LINE_COLUMN, "ascending")]))
-    return table.to_pandas()
+    return table
 
 
 def _parse_good(
@@ -606,18 +606,17 @@ def parquet_pieces(path: Path, target_rows: int) -> list[ParquetPiece]:
     return pieces
 
 
-def _with_lines(table: pa.Table, first_row: int) -> pd.DataFrame:
+def _with_lines(table: pa.Table, first_row: int) -> pa.Table:
     keep = [n for n in table.column_names if n in OPEN_ORDER_COLUMNS]
     table = table.select(keep)
     table = table.append_column(
         LINE_COLUMN, pa.array(np.arange(first_row, first_row + table.num_rows), type=pa.int64())
     )
-    table = table.append_column(PROBLEM_COLUMN, pa.nulls(table.num_rows, type=pa.string()))
-    return table.to_pandas()
+    return table.append_column(PROBLEM_COLUMN, pa.nulls(table.num_rows, type=pa.string()))
 
 
-def read_parquet_piece(piece: ParquetPiece) -> pd.DataFrame:
-    """A :data:`RawPartition` of one piece (line = 1-based row number in the input)."""
+def read_parquet_piece(piece: ParquetPiece) -> pa.Table:
+    """The raw partition of one piece (line = 1-based row number in the input)."""
     try:
         file = pq.ParquetFile(piece.path)
         known = [n for n in file.schema_arrow.names if n in OPEN_ORDER_COLUMNS]
@@ -627,8 +626,8 @@ def read_parquet_piece(piece: ParquetPiece) -> pd.DataFrame:
     return _with_lines(table, piece.first_row)
 
 
-def iter_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Stream a Parquet file or directory as :data:`RawPartition` chunks (and bytes read)."""
+def iter_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pa.Table, int]]:
+    """Stream a Parquet file or directory as raw partitions (and bytes read before each)."""
     first_row = 1
     done = 0
     for file in parquet_files(path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -296,8 +297,8 @@ def test_scheduler_needs_dask_engine(tmp_path: Path, trained_model_dir: Path) ->
 # -- the reader on its own ----------------------------------------------------------------
 def raw_rows(path: Path, chunk_rows: int) -> pd.DataFrame:
     header = csv_header(path, "csv")
-    frames = [parse_csv_chunk(c, header) for c in CsvSplitter(path, "csv", header, chunk_rows)]
-    return pd.concat(frames, ignore_index=True)
+    tables = [parse_csv_chunk(c, header) for c in CsvSplitter(path, "csv", header, chunk_rows)]
+    return pa.concat_tables(tables).to_pandas()
 
 
 def test_reader_line_numbers_do_not_depend_on_chunk_size(tmp_path: Path) -> None:

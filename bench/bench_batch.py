@@ -249,30 +249,67 @@ def dask_runs(rows: int, repeat: int = 3) -> list[dict[str, Any]]:
     return results
 
 
-def stages(rows: int, chunk_rows: int) -> dict[str, Any]:
-    """Seconds per stage of the local engine, chunk by chunk, in this process."""
+def stages(rows: int, chunk_rows: int, kind: str = "csv") -> dict[str, Any]:
+    """Seconds per stage of the local engine, chunk by chunk, in this process (no threads:
+    in the command, reading runs in a reader thread and writing in a writer thread)."""
     from model.artifact import load_model
-    from service.batch.engine import REJECTS_SCHEMA, SCORED_SCHEMA, SeenIds, one_openmp_thread
-    from service.batch.files import CsvSplitter, TableSink, csv_header
+    from service.batch.engine import (
+        REJECTS_SCHEMA,
+        SCORED_SCHEMA,
+        PartitionResult,
+        SeenIds,
+        one_openmp_thread,
+        partition_counts,
+        scored_table,
+        validate_partition,
+    )
+    from service.batch.files import (
+        CsvSplitter,
+        TableSink,
+        csv_header,
+        iter_parquet,
+        parse_csv_chunk,
+    )
+    from service.policy import PolicyConfig
+    from service.scoring import score_columns
 
     model, _ = load_model(model_dir())
-    source = orders_file(rows, "csv")
-    header = csv_header(source, "csv")
-    clock: dict[str, float] = dict.fromkeys(
-        ("read+split", "parse", "duplicates", "validate", "predict+decide", "write", "counts"),
-        0.0,
-    )
-    sink = TableSink(OUT / "stages.csv", SCORED_SCHEMA, free_text=("order_id",))
+    source = orders_file(rows, kind)
+    names = ("read", "parse", "duplicates", "validate", "score", "output table", "write", "counts")
+    clock: dict[str, float] = dict.fromkeys(names, 0.0)
+    suffix = "csv" if kind == "csv" else "parquet"
+    sink = TableSink(OUT / f"stages.{suffix}", SCORED_SCHEMA, free_text=("order_id",))
     rejects = TableSink(OUT / "stages.rejects.csv", REJECTS_SCHEMA)
     seen = SeenIds()
-    chunks = iter(CsvSplitter(source, "csv", header, chunk_rows))
+    policy = PolicyConfig()
+
+    def timed(stage: str, step: Any, *args: Any) -> Any:
+        mark = time.perf_counter()
+        value = step(*args)
+        clock[stage] += time.perf_counter() - mark
+        return value
+
+    if kind == "csv":
+        header = csv_header(source, "csv")
+        chunks = iter(CsvSplitter(source, "csv", header, chunk_rows))
+    else:
+        chunks = (raw for raw, _ in iter_parquet(source, chunk_rows))
     with one_openmp_thread():
-        _stages_loop(chunks, header, seen, model, sink, rejects, clock)
+        while (chunk := timed("read", next, chunks, None)) is not None:
+            raw = timed("parse", parse_csv_chunk, chunk, header) if kind == "csv" else chunk
+            earlier = timed("duplicates", seen.earlier, raw)
+            checked = timed("validate", validate_partition, raw, AS_OF, earlier)
+            scored = timed("score", score_columns, checked.valid, model, policy, AS_OF)
+            table = timed("output table", scored_table, scored)
+            timed("write", sink.write_table, table)
+            timed("write", rejects.write_table, checked.rejects)
+            result = PartitionResult(table, checked.rejects, checked.valid["destination_country"])
+            timed("counts", partition_counts, result)
     sink.commit()
     rejects.commit()
     total = sum(clock.values())
     result = {
-        "label": "stages",
+        "label": f"stages {kind}",
         "rows": rows,
         "chunk_rows": chunk_rows,
         "seconds": {k: round(v, 2) for k, v in clock.items()},
@@ -280,54 +317,6 @@ def stages(rows: int, chunk_rows: int) -> dict[str, Any]:
     }
     print(json.dumps(result), flush=True)
     return result
-
-
-def _stages_loop(
-    chunks: Any,
-    header: Any,
-    seen: Any,
-    model: Any,
-    sink: Any,
-    rejects: Any,
-    clock: dict[str, float],
-) -> None:
-    """The local engine's steps one after the other, each timed into ``clock``."""
-    from model.schema import validate_open_orders
-    from service.batch.engine import PartitionResult, partition_counts
-    from service.batch.files import parse_csv_chunk
-    from service.policy import PolicyConfig
-    from service.scoring import score_frame
-
-    while True:
-        mark = time.perf_counter()
-        chunk = next(chunks, None)
-        clock["read+split"] += time.perf_counter() - mark
-        if chunk is None:
-            break
-        mark = time.perf_counter()
-        raw = parse_csv_chunk(chunk, header)
-        clock["parse"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        seen.earlier(raw)
-        clock["duplicates"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        frame = raw.drop(columns=["__line__", "__problem__"])
-        validated = validate_open_orders(frame, as_of=AS_OF, lines=raw["__line__"].to_numpy())
-        clock["validate"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        scored = score_frame(validated.valid, model, PolicyConfig(), AS_OF)
-        clock["predict+decide"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        sink.write(scored)
-        rejects.write(validated.rejects)
-        clock["write"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        partition_counts(
-            PartitionResult(
-                scored, validated.rejects, validated.valid["destination_country"].to_numpy()
-            )
-        )
-        clock["counts"] += time.perf_counter() - mark
 
 
 def main() -> None:

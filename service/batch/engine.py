@@ -82,6 +82,7 @@ __all__ = [
     "scored_table",
     "terminate_as_interrupt",
     "validate_partition",
+    "validated_chunks",
 ]
 
 # Chosen by measurement (bench/bench_batch.py, bench/RESULTS.md): past ~50k rows a chunk
@@ -155,6 +156,13 @@ class SeenIds:
 
     def first_lines(self, hashes: np.ndarray) -> np.ndarray:
         """First line recorded for each hash, or -1 where it was never seen."""
+        order = np.argsort(hashes, kind="stable")
+        out = np.empty(len(hashes), dtype=np.int64)
+        out[order] = self._first_lines_sorted(hashes[order])
+        return out
+
+    def _first_lines_sorted(self, hashes: np.ndarray) -> np.ndarray:
+        # Sorted needles: numpy's binary search starts each one where the last one ended.
         out = np.full(len(hashes), -1, dtype=np.int64)
         for run_hashes, run_lines in self._runs:
             at = np.minimum(np.searchsorted(run_hashes, hashes), len(run_hashes) - 1)
@@ -167,7 +175,12 @@ class SeenIds:
         if len(hashes) == 0:
             return
         unique, first = np.unique(hashes, return_index=True)
-        lines = np.asarray(lines, dtype=np.int64)[first]
+        self._add_sorted(unique, np.asarray(lines, dtype=np.int64)[first])
+
+    def _add_sorted(self, unique: np.ndarray, lines: np.ndarray) -> None:
+        """Record new hashes, sorted and distinct, with their lines."""
+        if len(unique) == 0:
+            return
         compact = np.uint32 if int(lines.max()) < 2**32 else np.int64  # 12 bytes per id
         self._runs.append((unique, lines.astype(compact)))
         while len(self._runs) > 1:
@@ -178,14 +191,19 @@ class SeenIds:
 
     def earlier(self, raw: pa.Table) -> np.ndarray:
         """For each row of a raw partition: the line of an earlier chunk holding its order_id,
-        or -1; then remember this partition's ids."""
+        or -1; then remember this partition's ids (sorted once for both steps)."""
         hashes, present = order_id_hashes(raw.column("order_id"))
         present &= raw.column(PROBLEM_COLUMN).is_null().to_numpy(zero_copy_only=False)
-        lines = raw.column(LINE_COLUMN).to_numpy()
+        rows = np.flatnonzero(present)
+        rows = rows[np.argsort(hashes[rows], kind="stable")]  # equal hashes: earliest row first
+        sorted_hashes = hashes[rows]
+        found = self._first_lines_sorted(sorted_hashes)
         out = np.full(raw.num_rows, -1, dtype=np.int64)
-        out[present] = self.first_lines(hashes[present])
-        new = present & (out < 0)
-        self.add(hashes[new], lines[new])
+        out[rows] = found
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+        new = first & (found < 0)
+        self._add_sorted(sorted_hashes[new], raw.column(LINE_COLUMN).to_numpy()[rows[new]])
         return out
 
 
@@ -225,6 +243,10 @@ class CheckedPartition:
     valid: dict[str, Any]
     rejects: pa.Table
     blank_lines: int
+
+    @property
+    def input_rows(self) -> int:
+        return len(self.valid["line"]) + self.rejects.num_rows
 
 
 def _as_table(raw: pa.Table | pd.DataFrame) -> pa.Table:
@@ -286,7 +308,7 @@ def _rejects(lines: np.ndarray, order_id: pa.Array, column: str, reason: Any) ->
         {
             "line": pa.array(lines, type=pa.int64()),
             "order_id": order_id,
-            "column": pa.array(np.full(len(lines), column, dtype=object), type=pa.string()),
+            "column": pa.array([column] * len(lines), type=pa.string()),
             "reason": reason
             if isinstance(reason, pa.Array | pa.ChunkedArray)
             else pa.array(reason, type=pa.string()),
@@ -313,7 +335,11 @@ def score_partition(
     """Score one raw partition: validate (:func:`validate_partition`), then score the valid
     orders with :func:`service.scoring.score_columns`; every row ends up in one of the two."""
     checked = validate_partition(raw, as_of, earlier)
-    scored = score_columns(checked.valid, model, policy, as_of)
+    return partition_result(checked, score_columns(checked.valid, model, policy, as_of))
+
+
+def partition_result(checked: CheckedPartition, scored: dict[str, np.ndarray]) -> PartitionResult:
+    """The output of one partition: its scores as a table, its rejects, its destinations."""
     return PartitionResult(
         scored=scored_table(scored),
         rejects=checked.rejects,
@@ -496,7 +522,9 @@ def raw_chunks(path: Path, chunk_rows: int) -> tuple[RawChunks, int]:
 
 
 def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
-    """Stream INPUT through :func:`score_partition` into OUTPUT and the rejects file."""
+    """Stream INPUT into OUTPUT and the rejects file, chunk by chunk: parse and validate
+    (:func:`validated_chunks`, in a reader thread), score (:func:`score_columns`, here),
+    build the output table and write it (:class:`BackgroundWriter`, in a writer thread)."""
     output_kind(job.output, allow_directory=False)
     output_kind(job.rejects, allow_directory=False)
     started = time.perf_counter()
@@ -504,6 +532,7 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     summary = BatchSummary("local", job.input, job.output, job.rejects)
     sinks: list[TableSink] = []
     writer: BackgroundWriter | None = None
+    rows = 0
     with terminate_as_interrupt(), one_openmp_thread(), progress_bar(console) as progress:
         task = progress.add_task("score", total=total or None, rows=0, rate=0.0)
         try:
@@ -511,18 +540,13 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
             sinks.append(scored_sink)
             rejects_sink = TableSink(job.rejects, REJECTS_SCHEMA)
             sinks.append(rejects_sink)
-            writer = BackgroundWriter(scored_sink, rejects_sink)
-            for raw, earlier, done in prefetch(with_earlier(chunks)):
-                result = score_partition(raw, job.model, job.policy, job.as_of, earlier)
-                writer.put(result.scored, result.rejects)
-                summary.add(result)
+            writer = BackgroundWriter(scored_sink, rejects_sink, summary)
+            for checked, done in prefetch(validated_chunks(chunks, job.as_of)):
+                scored = score_columns(checked.valid, job.model, job.policy, job.as_of)
+                writer.put(checked, scored)
+                rows += checked.input_rows
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.update(
-                    task,
-                    completed=done,
-                    rows=summary.input_rows,
-                    rate=summary.input_rows / elapsed,
-                )
+                progress.update(task, completed=done, rows=rows, rate=rows / elapsed)
             writer.close()
             for sink in sinks:
                 sink.commit()
@@ -535,6 +559,14 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
         progress.update(task, completed=total)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPartition, int]]:
+    """Each raw partition, in order, checked against the order_ids of earlier ones and
+    validated (:func:`validate_partition`), with the progress so far."""
+    seen = SeenIds()
+    for raw, done in chunks:
+        yield validate_partition(raw, as_of, seen.earlier(raw)), done
 
 
 @contextmanager
@@ -552,24 +584,22 @@ def one_openmp_thread() -> Iterator[None]:
         yield
 
 
-def with_earlier(chunks: RawChunks) -> Iterator[tuple[pa.Table, np.ndarray, int]]:
-    """Add to each raw partition the earlier-chunk line of its order_ids (in chunk order)."""
-    seen = SeenIds()
-    for raw, done in chunks:
-        yield raw, seen.earlier(raw), done
-
-
 class BackgroundWriter:
-    """Appends (scored, rejects) to their sinks in a thread, in order, while the next chunk
-    is scored; an error in the thread is raised by the next :meth:`put` or :meth:`close`."""
+    """Builds each chunk's output table from its scores (:func:`scored_table`), appends it and
+    the chunk's rejects to their sinks and adds its counts to ``summary``, in a thread, in
+    order, while the next chunk is scored; an error in the thread is raised by the next
+    :meth:`put` or :meth:`close`."""
 
-    def __init__(self, scored: TableSink, rejects: TableSink) -> None:
+    def __init__(self, scored: TableSink, rejects: TableSink, summary: BatchSummary) -> None:
         import queue
 
-        self._queue: queue.Queue[tuple[pa.Table, pa.Table] | None] = queue.Queue(1)
+        self._queue: queue.Queue[tuple[CheckedPartition, dict[str, np.ndarray]] | None] = (
+            queue.Queue(1)
+        )
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._sinks = (scored, rejects)
+        self._summary = summary
         self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
         self._thread.start()
 
@@ -579,8 +609,11 @@ class BackgroundWriter:
             if item is None:
                 return
             try:
-                for sink, table in zip(self._sinks, item, strict=True):
-                    sink.write_table(table)
+                checked, scored = item
+                result = partition_result(checked, scored)
+                self._sinks[0].write_table(result.scored)
+                self._sinks[1].write_table(result.rejects)
+                self._summary.add(result)
             except BaseException as exc:  # handed to the caller
                 self._error = exc
                 return
@@ -589,13 +622,13 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, scored: pa.Table, rejects: pa.Table) -> None:
+    def put(self, checked: CheckedPartition, scored: dict[str, np.ndarray]) -> None:
         import queue
 
         while True:
             self._check()
             try:
-                self._queue.put((scored, rejects), timeout=0.1)
+                self._queue.put((checked, scored), timeout=0.1)
                 return
             except queue.Full:
                 if not self._thread.is_alive():

@@ -16,6 +16,10 @@ and cached, so prediction is a table lookup.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 
 import numpy as np
@@ -31,7 +35,30 @@ from model.features import (
     days_between,
 )
 
-__all__ = ["DiscreteTimeHazard", "bucket_start", "observed_durations", "time_bucket"]
+__all__ = [
+    "DiscreteTimeHazard",
+    "bucket_start",
+    "observed_durations",
+    "table_threads",
+    "time_bucket",
+]
+
+# Threads for computing many logit tables at once (see table_threads); 1 unless a caller
+# that knows the cores are free says otherwise.
+_TABLE_THREADS: ContextVar[int] = ContextVar("table_threads", default=1)
+_ROWS_PER_TABLE_THREAD = 50_000
+
+
+@contextmanager
+def table_threads(threads: int) -> Iterator[None]:
+    """While the block runs (in this thread), large batches of logit tables are computed in
+    up to ``threads`` threads, each with one OpenMP thread (the trees release the GIL). The
+    values are the same: each row's prediction does not depend on the others."""
+    token = _TABLE_THREADS.set(max(1, threads))
+    try:
+        yield
+    finally:
+        _TABLE_THREADS.reset(token)
 
 
 def time_bucket(day: np.ndarray) -> np.ndarray:
@@ -308,13 +335,29 @@ class DiscreteTimeHazard(BaseEstimator):
             X = self._design(
                 np.tile(np.arange(n_buckets), len(missing)), np.repeat(codes, n_buckets, axis=0)
             )
-            logits = self.classifier_.decision_function(X).reshape(len(missing), n_buckets)
+            logits = self._decision(X).reshape(len(missing), n_buckets)
             with self._lock:
                 for key, row in zip(missing, logits, strict=True):
                     self._parts[(part, int(key))] = row
         with self._lock:
             table = np.stack([self._parts[(part, int(k))] for k in unique])
         return table[inverse]
+
+    def _decision(self, X: np.ndarray) -> np.ndarray:
+        """The classifier's raw logits of ``X``, in slices on threads when it is large and
+        :func:`table_threads` allows."""
+        threads = min(_TABLE_THREADS.get(), len(X) // _ROWS_PER_TABLE_THREAD)
+        if threads < 2:
+            return np.asarray(self.classifier_.decision_function(X))
+
+        def logits(rows: np.ndarray) -> np.ndarray:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="openmp"):  # this thread's own limit
+                return np.asarray(self.classifier_.decision_function(rows))
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="logit-tables") as pool:
+            return np.concatenate(list(pool.map(logits, np.array_split(X, threads))))
 
     def survival_curves(self, keys: np.ndarray) -> np.ndarray:
         """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per curve key."""

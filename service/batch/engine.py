@@ -571,7 +571,9 @@ def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPa
 
 @contextmanager
 def one_openmp_thread() -> Iterator[None]:
-    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set.
+    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set;
+    the model's first, large batch of logit tables is still spread over the cores
+    (:func:`model.hazard.table_threads`), when the reader and writer have little to do.
 
     Reading and writing already run in their own threads; OpenMP threads spinning beside
     them made a 1M-row run 1.7x slower on 2 cores (bench/RESULTS.md)."""
@@ -580,7 +582,9 @@ def one_openmp_thread() -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="openmp"):
+    from model.hazard import table_threads
+
+    with threadpool_limits(limits=1, user_api="openmp"), table_threads(os.cpu_count() or 1):
         yield
 
 

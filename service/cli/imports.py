@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from data.importers import (
-    ImportResult,
-    import_olist,
-    import_seller_export,
-    parse_column_map,
-    read_csv_text,
-    rejects_path_for,
-    summarise_reasons,
-    write_import,
-)
-from data.tables import table_format, write_table
 from model.errors import AdvisorError
 from service.cli.common import console, friendly_errors, out, print_rejects_summary
+
+if TYPE_CHECKING:
+    from data.importers import ImportResult
 
 import_app = typer.Typer(
     name="import",
@@ -36,6 +28,8 @@ HistoryOut = Annotated[
 
 def _report(result: ImportResult, out_path: Path) -> None:
     """Write the history and its rejects, then say what was written, skipped and rejected."""
+    from data.importers import rejects_path_for, summarise_reasons, write_import
+    from data.tables import write_table
 
     if result.history.empty:
         rejects_path = rejects_path_for(out_path)
@@ -82,6 +76,8 @@ def olist(
     ] = None,
 ) -> None:
     """Map the public Olist orders table to history; orders never shipped are skipped."""
+    from data.importers import import_olist, read_csv_text
+    from data.tables import table_format
 
     table_format(out_path)
     with console.status(f"reading {orders}"):
@@ -120,6 +116,8 @@ def seller_csv(
     ] = None,
 ) -> None:
     """Map any seller export to history, validating every row as training and scoring do."""
+    from data.importers import import_seller_export, parse_column_map, read_csv_text
+    from data.tables import table_format
 
     table_format(out_path)
     mapping = parse_column_map(column_map or [])

@@ -440,6 +440,29 @@ def test_interrupted_run_leaves_no_output(
         assert b"Traceback" not in stderr
 
 
+def test_scoring_with_the_local_engine_loads_no_server_cluster_or_plotting_library(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """``score`` imports what it uses: the CLI module assembles every command, but the HTTP
+    service, Dask and matplotlib stay unloaded (they cost start-up time)."""
+    source = write_csv(tmp_path / "orders.csv", [good("A")])
+    out = tmp_path / "o.csv"
+    args = ["score", str(source), "--out", str(out), "--model", str(trained_model_dir)]
+    program = (
+        "import sys\n"
+        "from service.cli import app\n"
+        f"app({[*args, '--as-of', AS_OF.isoformat()]!r}, standalone_mode=False)\n"
+        "heavy = {'fastapi', 'starlette', 'uvicorn', 'dask', 'distributed', 'matplotlib'}\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    assert pd.read_csv(out)["order_id"].tolist() == ["A"]
+
+
 def test_order_ids_that_need_quotes_survive_the_round_trip(
     tmp_path: Path, trained_model_dir: Path
 ) -> None:

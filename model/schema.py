@@ -43,6 +43,7 @@ __all__ = [
     "check_as_of",
     "date_range_text",
     "iso_country_codes",
+    "strip_text",
     "validate_history",
     "validate_open_orders",
     "validate_open_orders_table",
@@ -151,9 +152,8 @@ _DAY_NS = 86_400 * 10**9
 _NAT = np.iinfo(np.int64).min
 _MIN_DAY = (MIN_DATE - date(1970, 1, 1)).days
 _MAX_DAY = (MAX_DATE - date(1970, 1, 1)).days
-# Plain numbers: digits with at most one point, short enough that every parser rounds them
-# the same way.
-_PLAIN_NUMBER_BYTES = 16
+# Plain numbers: digits and a point, short enough that every parser rounds them the same way.
+_PLAIN_NUMBER_BYTES = 15
 
 
 class _Collector:
@@ -233,13 +233,10 @@ class _Column:
 
     @classmethod
     def from_text(cls, values: pa.Array | pa.ChunkedArray) -> _Column:
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if not pa.types.is_string(values.type):  # large_string (pandas' storage), views
-            values = values.cast(pa.string())
-        text = pc.utf8_trim_whitespace(values)
-        blank = pc.fill_null(pc.equal(text, ""), True)
-        return cls(text, blank.to_numpy(zero_copy_only=False))
+        text = strip_text(values)
+        _, starts, ends = _string_bytes(text)
+        blank = ~text.is_valid().to_numpy(zero_copy_only=False) | (starts == ends)
+        return cls(text, blank)
 
     def series(self) -> pd.Series:
         """The text as the pandas ``string`` Series the reference parsers take."""
@@ -287,8 +284,27 @@ class _Column:
         return parsed.to_numpy(), bad & ~self.blank
 
 
+def strip_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Text with white space stripped from both ends, as ``str.strip`` of a pandas
+    ``string`` column does (Arrow's ``utf8_trim_whitespace``), as a plain string array.
+
+    Skipped when no cell starts or ends with a byte that could belong to white space (a
+    control or space character, or any non-ASCII byte): then stripping changes nothing."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not pa.types.is_string(values.type):  # large_string (pandas' storage), views
+        values = values.cast(pa.string())
+    data, starts, ends = _string_bytes(values)
+    filled = ends > starts
+    edges = np.concatenate([data[starts[filled]], data[ends[filled] - 1]])
+    if len(edges) and ((edges <= 0x20) | (edges >= 0x80)).any():
+        return pc.utf8_trim_whitespace(values)
+    return values
+
+
 def _present_lengths(text: pa.Array, blank: np.ndarray) -> np.ndarray:
-    return pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)[~blank]
+    _, starts, ends = _string_bytes(text)
+    return (ends - starts)[~blank]
 
 
 def _without_blanks(text: pa.Array, blank: np.ndarray) -> pa.Array:
@@ -307,8 +323,8 @@ def _plain_dates(text: pa.Array, blank: np.ndarray) -> np.ndarray | None:
         days = pc.cast(_without_blanks(text, blank), pa.date32())
     except pa.ArrowException:
         return None
-    number = pc.fill_null(days.cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
-    present = number[~blank]
+    number = np.frombuffer(days.buffers()[1], dtype=np.int32)[days.offset : days.offset + len(days)]
+    present = number[~blank]  # (a null's slot holds any value: masked here and below)
     if len(present) and (present.min() < _MIN_DAY or present.max() > _MAX_DAY):
         return None
     ns = number.astype(np.int64) * _DAY_NS
@@ -317,34 +333,36 @@ def _plain_dates(text: pa.Array, blank: np.ndarray) -> np.ndarray | None:
 
 
 def _plain_numbers(text: pa.Array, blank: np.ndarray) -> np.ndarray | None:
-    """float64 of a column whose present cells are all plain decimals (digits, at most one
-    point, starting with a digit, at most :data:`_PLAIN_NUMBER_BYTES` bytes), else None.
+    """float64 of a column whose present cells are plain decimals (ASCII digits and points
+    only, at most :data:`_PLAIN_NUMBER_BYTES` bytes, so at most 15 digits), else None.
 
-    Checked on the bytes of the column at once rather than with a regular expression."""
+    Such cells either parse alike everywhere (Arrow and pandas both round one exact
+    integer divided by one exact power of ten) or fail Arrow's cast ("1.2.3"), and then the
+    reference parser decides. Checked on the column's bytes rather than per cell."""
     data, starts, ends = _string_bytes(text)
     lengths = (ends - starts)[~blank]
-    if len(lengths) and lengths.max() > _PLAIN_NUMBER_BYTES:
+    if not len(lengths) or lengths.max() > _PLAIN_NUMBER_BYTES:
         return None
-    if not len(lengths):
+    if not _DECIMAL_BYTES[data[int(starts[0]) : int(ends[-1])]].all():
         return None
-    first, last = int(starts[0]), int(ends[-1])  # the cells lie end to end in the data
-    digit = (data[first:last] >= 48) & (data[first:last] <= 57)
-    point = data[first:last] == 46
-    if not (digit | point).all():
+    try:
+        numbers = pc.cast(_without_blanks(text, blank), pa.float64())
+    except pa.ArrowException:
         return None
-    points = np.concatenate([[0], np.cumsum(point)])
-    present_starts, present_ends = starts[~blank] - first, ends[~blank] - first
-    if (points[present_ends] - points[present_starts] > 1).any():
-        return None
-    if not digit[present_starts].all():  # present cells are not empty
-        return None
-    return pc.cast(_without_blanks(text, blank), pa.float64()).to_numpy(zero_copy_only=False)
+    return numbers.to_numpy(zero_copy_only=False)
+
+
+_DECIMAL_BYTES = np.zeros(256, dtype=bool)
+_DECIMAL_BYTES[[*range(ord("0"), ord("9") + 1), ord(".")]] = True
 
 
 def _string_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The bytes of a string array and where each cell starts and ends in them."""
     assert pa.types.is_string(text.type)  # 32-bit offsets
     _, offsets_buffer, data_buffer = text.buffers()
+    if offsets_buffer is None:  # no cells, or nothing but nulls
+        none = np.zeros(len(text), dtype=np.int64)
+        return np.zeros(0, dtype=np.uint8), none, none
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
         text.offset : text.offset + len(text) + 1
     ]

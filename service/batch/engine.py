@@ -46,7 +46,12 @@ from rich.table import Table
 
 from model.errors import InputFileError
 from model.predictor import AdvisorModel
-from model.schema import OPEN_ORDER_COLUMNS, ValidatedColumns, validate_open_orders_table
+from model.schema import (
+    OPEN_ORDER_COLUMNS,
+    ValidatedColumns,
+    strip_text,
+    validate_open_orders_table,
+)
 from service.batch.files import (
     BLANK,
     LINE_COLUMN,
@@ -122,14 +127,18 @@ def order_id_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
     Ids stored as numbers (Parquet) are read as pandas prints them, as validation does."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if isinstance(values, pa.Array) and pa.types.is_large_string(values.type):
-        values = values.cast(pa.string())
     if not (isinstance(values, pa.Array) and pa.types.is_string(values.type)):
-        series = values.to_pandas() if isinstance(values, pa.Array) else values
-        text = series.astype("string").to_numpy(dtype=object, na_value=None)
-        values = pa.array(text, type=pa.string())
-    stripped = pc.utf8_trim_whitespace(values)
-    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+        if isinstance(values, pa.Array) and pa.types.is_large_string(values.type):
+            values = values.cast(pa.string())
+        else:
+            series = values.to_pandas() if isinstance(values, pa.Array) else values
+            text = series.astype("string").to_numpy(dtype=object, na_value=None)
+            values = pa.array(text, type=pa.string())
+    stripped = strip_text(values)
+    empty = pc.equal(pc.binary_length(stripped), 0)
+    if not pc.any(empty).as_py():
+        return stripped
+    return pc.if_else(empty, pa.scalar(None, pa.string()), stripped)
 
 
 def order_id_hashes(

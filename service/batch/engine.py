@@ -1,19 +1,29 @@
 """Batch scoring of open-order files in bounded memory, every input row accounted for.
 
-``window-advisor score`` reads its input in chunks of Arrow tables (:mod:`service.batch.files`,
-in a reader thread), takes each chunk through :func:`score_partition` — validate
-(:func:`validate_partition`), score (:func:`service.scoring.score_columns`, the one scoring
-function), build the output table (:func:`scored_table`) — and appends the results, from a
-writer thread, to hidden temporaries beside OUTPUT and the rejects file, renamed into place
-only when the whole input is done. Each input row is either scored or rejected with its line,
-order_id, column and reason; ``scored + rejected = input rows``.
+Each chunk of the input goes through one step, parse -> validate -> score -> write:
+
+- parse (:mod:`service.batch.files`): a *raw partition*, an Arrow table of the known
+  columns with each row's input line and, for a line that is not a CSV record, the reason;
+- validate (:func:`validate_partition`): unparsable rows and order_ids already seen in an
+  earlier chunk (:class:`SeenIds`) are rejected, the rest checked by
+  :func:`model.schema.validate_open_orders_table`, giving a :class:`CheckedPartition`: the
+  valid orders as columns and every rejected row (line, order_id, column, reason);
+- score: :func:`service.scoring.score_columns`, the one scoring function, on
+  ``CheckedPartition.valid`` (columns of the orders as validated; a per-order column
+  joined there reaches the scoring function with the orders);
+- write (:func:`partition_result`, :class:`BackgroundWriter`): the scores as a table of
+  :data:`SCORED_SCHEMA` appended to a hidden temporary beside OUTPUT, the rejects beside the
+  rejects file; both renamed into place only when the whole input is done.
+
+:func:`run_local` runs the steps in three threads (parse and validate; score; write), chunk
+after chunk, in order; :func:`score_partition` runs validate and score on one partition (the
+Dask engine, :mod:`service.batch.dask_engine`, calls it on the same raw partitions), so both
+engines give the same rows with the same values. Each input row is either scored or
+rejected; ``scored + rejected = input rows``.
 
 An order_id already seen in an earlier chunk is rejected as a duplicate like one seen earlier
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
 order_id (12 bytes per distinct id), so results do not depend on the chunk size.
-
-The Dask engine (:mod:`service.batch.dask_engine`) applies the same :func:`score_partition` to the
-same raw partitions, so both engines give the same rows with the same values.
 """
 
 from __future__ import annotations

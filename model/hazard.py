@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -350,10 +352,10 @@ class DiscreteTimeHazard(BaseEstimator):
         if threads < 2:
             return np.asarray(self.classifier_.decision_function(X))
 
-        def logits(rows: np.ndarray) -> np.ndarray:
-            from threadpoolctl import threadpool_limits
+        controller = _threadpool_controller()
 
-            with threadpool_limits(limits=1, user_api="openmp"):  # this thread's own limit
+        def logits(rows: np.ndarray) -> np.ndarray:
+            with controller.limit(limits=1, user_api="openmp"):  # this thread's own limit
                 return np.asarray(self.classifier_.decision_function(rows))
 
         with ThreadPoolExecutor(threads, thread_name_prefix="logit-tables") as pool:
@@ -417,6 +419,14 @@ class DiscreteTimeHazard(BaseEstimator):
         codes, unique = pd.factorize(features.curve_key, sort=False)
         table, rows = self._curve_rows(np.asarray(unique, dtype=np.int64))
         return _conditional(table, rows[codes], elapsed, horizons, self.horizon_days)
+
+
+@lru_cache(maxsize=1)
+def _threadpool_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, found once (a scan takes ~10 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class _CurveCache:

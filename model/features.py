@@ -206,7 +206,7 @@ class FeatureEncoder:
         window = days_between(column(frame, "deadline"), shipped)
         if "extensions" in frame:
             window = window - extension_days * column(frame, "extensions").astype(np.int64)
-        country = text_column(frame, "destination_country")
+        country = _dictionary(text_column(frame, "destination_country"))  # looked up twice
         columns = {
             "country": lookup(country, self.countries_),
             "method": lookup(text_column(frame, "shipping_method"), self.methods_),
@@ -259,9 +259,7 @@ def lookup(
     factorisation (Arrow arrays through dictionary encoding): one dictionary look-up per
     distinct value instead of per row."""
     if isinstance(values, pa.Array | pa.ChunkedArray):
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        encoded = pc.dictionary_encode(values)
+        encoded = _dictionary(values)
         names = encoded.dictionary.to_pylist()
         table = np.array([codes.get(str(u), default) for u in names] + [default], dtype=np.int64)
         return table[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
@@ -274,6 +272,15 @@ def lookup(
     index, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.array([codes.get(str(u), default) for u in uniques] + [default], dtype=np.int64)
     return table[index]  # the NA sentinel -1 picks the trailing default
+
+
+def _dictionary(values: Any) -> Any:
+    """An Arrow text array dictionary-encoded (once); anything else as it is."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array) and not isinstance(values, pa.DictionaryArray):
+        return pc.dictionary_encode(values)
+    return values
 
 
 def _code(value: Any, codes: dict[str, int], default: int) -> int:

@@ -157,7 +157,9 @@ def order_id_hashes(
     """64-bit hash of each stripped order_id (stable across processes) and where one exists."""
     text = order_id_text(order_id)
     present = text.is_valid().to_numpy(zero_copy_only=False)
-    values = pc.fill_null(text, "").to_numpy(zero_copy_only=False)
+    # As UTF-8 bytes objects: pandas hashes those as they are (the same hash as of the
+    # text, which it would encode first).
+    values = pc.fill_null(text, "").cast(pa.binary()).to_numpy(zero_copy_only=False)
     return pd.util.hash_array(values, categorize=False), present
 
 

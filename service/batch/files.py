@@ -742,6 +742,8 @@ def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
     for name in columns if columns is not None else table.column_names:
         column = table.column(name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            if not any(_holds_csv_specials(chunk) for chunk in column.chunks):
+                continue
             hit = pc.fill_null(pc.match_substring_regex(column, '[,"\r\n]'), False)
             needs |= hit.to_numpy(zero_copy_only=False)
     if not needs.any():
@@ -752,6 +754,17 @@ def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
         _csv_body(table.slice(start, end - start), "needed" if needs[start] else "none")
         for start, end in zip(starts, ends, strict=True)
     )
+
+
+_CSV_SPECIALS = np.zeros(256, dtype=bool)
+_CSV_SPECIALS[[ord(","), ord('"'), ord("\r"), ord("\n")]] = True
+
+
+def _holds_csv_specials(chunk: pa.Array) -> bool:
+    """Whether any byte of a string array's data is a comma, quote or line end (one pass
+    over the bytes; which rows hold them is then found per row)."""
+    data = chunk.buffers()[2]
+    return data is not None and bool(_CSV_SPECIALS[np.frombuffer(data, dtype=np.uint8)].any())
 
 
 def head_rows(path: Path, rows: int) -> pd.DataFrame:

@@ -695,10 +695,11 @@ class TableSink:
             self._stream.write((",".join(map(_csv_cell, table.column_names)) + "\n").encode())
             self._header_done = True
         try:
-            body = _csv_rows(table, self.free_text)
+            parts = _csv_rows(table, self.free_text)
         except pa.ArrowInvalid:  # a value needs quotes after all
-            body = _csv_body(table, "needed")
-        self._stream.write(body)
+            parts = [_csv_body(table, "needed")]
+        for part in parts:  # Arrow buffers, written without a copy into Python bytes
+            self._stream.write(part)
 
     def commit(self) -> None:
         if self._parquet is not None:
@@ -720,11 +721,11 @@ class TableSink:
         self.tmp.unlink(missing_ok=True)
 
 
-def _csv_body(table: pa.Table, style: str) -> bytes:
+def _csv_body(table: pa.Table, style: str) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     options = pacsv.WriteOptions(include_header=False, quoting_style=style)
     pacsv.write_csv(table, sink, write_options=options)
-    return bytes(sink.getvalue().to_pybytes())
+    return sink.getvalue()
 
 
 def _csv_cell(text: str) -> str:
@@ -733,11 +734,11 @@ def _csv_cell(text: str) -> str:
     return text
 
 
-def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
-    """The CSV body of ``table``, each row's bytes depending on that row alone: a row holding
-    a string that needs quotes (a comma, quote or line end) has its string cells quoted, the
-    others are written bare. So the output does not depend on how rows are cut into chunks
-    (chunk size, engine)."""
+def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> list[pa.Buffer]:
+    """The CSV body of ``table`` (in parts), each row's bytes depending on that row alone: a
+    row holding a string that needs quotes (a comma, quote or line end) has its string cells
+    quoted, the others are written bare. So the output does not depend on how rows are cut
+    into chunks (chunk size, engine)."""
     needs = np.zeros(table.num_rows, dtype=bool)
     for name in columns if columns is not None else table.column_names:
         column = table.column(name)
@@ -747,13 +748,13 @@ def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
             hit = pc.fill_null(pc.match_substring_regex(column, '[,"\r\n]'), False)
             needs |= hit.to_numpy(zero_copy_only=False)
     if not needs.any():
-        return _csv_body(table, "none")
+        return [_csv_body(table, "none")]
     starts = [0, *(np.flatnonzero(np.diff(needs)) + 1).tolist()]
     ends = [*starts[1:], table.num_rows]
-    return b"".join(
+    return [
         _csv_body(table.slice(start, end - start), "needed" if needs[start] else "none")
         for start, end in zip(starts, ends, strict=True)
-    )
+    ]
 
 
 _CSV_SPECIALS = np.zeros(256, dtype=bool)

@@ -447,6 +447,7 @@ def _check(
     required: Sequence[str],
     as_of: date | None,
     open_orders: bool,
+    ids_distinct: bool = False,
 ) -> _Checked:
     """Apply the rules to every row; the first failure per row is kept, in rule order."""
     n = len(line)
@@ -456,7 +457,10 @@ def _check(
     # order_id: required, unique within the input.
     ids = cells["order_id"]
     errors.add(ids.blank, "order_id", "missing required value")
-    duplicate, first_row = _first_seen(ids.text, ids.blank)
+    if ids_distinct:  # the caller checked already: no search needed
+        duplicate, first_row = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+    else:
+        duplicate, first_row = _first_seen(ids.text, ids.blank)
     errors.add(
         duplicate,
         "order_id",
@@ -651,9 +655,13 @@ def validate_open_orders_table(
     *,
     as_of: date | None = None,
     lines: Sequence[int] | np.ndarray | None = None,
+    ids_distinct: bool = False,
 ) -> ValidatedColumns:
     """:func:`validate_open_orders` of an Arrow table (text or typed columns), same rules,
-    same reasons; the valid rows come back as columns (see :class:`ValidatedColumns`)."""
+    same reasons; the valid rows come back as columns (see :class:`ValidatedColumns`).
+
+    ``ids_distinct``: the caller has found that no two rows share a (stripped, non-blank)
+    order_id, as the batch engine does with their hashes; the search is then skipped."""
     if as_of is not None:
         check_as_of(as_of)
     _require_columns(table.column_names, _OPEN_REQUIRED, "open orders")
@@ -663,7 +671,12 @@ def validate_open_orders_table(
         for c in OPEN_ORDER_COLUMNS
     }
     checked = _check(
-        cells, line=_lines(n, lines), required=_OPEN_REQUIRED, as_of=as_of, open_orders=True
+        cells,
+        line=_lines(n, lines),
+        required=_OPEN_REQUIRED,
+        as_of=as_of,
+        open_orders=True,
+        ids_distinct=ids_distinct,
     )
     keep = ~checked.errors.failed
     if keep.all():

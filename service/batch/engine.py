@@ -241,7 +241,12 @@ class SeenIds:
 
     def earlier(self, raw: pa.Table) -> np.ndarray:
         """For each row of a raw partition: the line of an earlier chunk holding its order_id,
-        or -1; then remember this partition's ids (sorted once for both steps)."""
+        or -1; then remember this partition's ids."""
+        return self.scan(raw)[0]
+
+    def scan(self, raw: pa.Table) -> tuple[np.ndarray, bool]:
+        """:meth:`earlier`, and whether the partition's parsed rows hold distinct order_ids
+        (no two equal hashes: then no two equal ids). Sorted once for every step."""
         hashes, present = order_id_hashes(raw.column("order_id"))
         present &= raw.column(PROBLEM_COLUMN).is_null().to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(present)
@@ -254,7 +259,7 @@ class SeenIds:
         first[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
         new = first & (found < 0)
         self._add_sorted(sorted_hashes[new], raw.column(LINE_COLUMN).to_numpy()[rows[new]])
-        return out
+        return out, bool(first.all())
 
 
 def _merge_sorted(
@@ -306,11 +311,16 @@ def _as_table(raw: pa.Table | pd.DataFrame) -> pa.Table:
 
 
 def validate_partition(
-    raw: pa.Table | pd.DataFrame, as_of: date, earlier: np.ndarray | None = None
+    raw: pa.Table | pd.DataFrame,
+    as_of: date,
+    earlier: np.ndarray | None = None,
+    *,
+    ids_distinct: bool = False,
 ) -> CheckedPartition:
     """Reject the unparsable rows and the ``earlier`` duplicates (first line of an order_id
     seen in an earlier partition, -1 otherwise) of one raw partition, then validate the
-    rest (:func:`model.schema.validate_open_orders_table`)."""
+    rest (:func:`model.schema.validate_open_orders_table`; ``ids_distinct``: no two parsed
+    rows of the partition share an order_id, as :meth:`SeenIds.scan` finds)."""
     raw = _as_table(raw)
     lines = raw.column(LINE_COLUMN).to_numpy()
     problem_text = raw.column(PROBLEM_COLUMN)
@@ -345,7 +355,9 @@ def validate_partition(
     rest = raw.select(known)
     if not keep.all():
         rest = rest.filter(pa.array(keep))
-    checked: ValidatedColumns = validate_open_orders_table(rest, as_of=as_of, lines=lines[keep])
+    checked: ValidatedColumns = validate_open_orders_table(
+        rest, as_of=as_of, lines=lines[keep], ids_distinct=ids_distinct
+    )
     parts.append(checked.rejects)
     rejects = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     if len(parts) > 1:
@@ -616,7 +628,8 @@ def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPa
     validated (:func:`validate_partition`), with the progress so far."""
     seen = SeenIds()
     for raw, done in chunks:
-        yield validate_partition(raw, as_of, seen.earlier(raw)), done
+        earlier, distinct = seen.scan(raw)
+        yield validate_partition(raw, as_of, earlier, ids_distinct=distinct), done
 
 
 @contextmanager

@@ -23,7 +23,8 @@ rejected; ``scored + rejected = input rows``.
 
 An order_id already seen in an earlier chunk is rejected as a duplicate like one seen earlier
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
-order_id (12 bytes per distinct id), so results do not depend on the chunk size.
+order_id (13 bytes per distinct id, with its filter), so results do not depend on the chunk
+size.
 """
 
 from __future__ import annotations

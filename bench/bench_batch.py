@@ -1,16 +1,21 @@
-"""Batch scoring at scale: wall time against plain pandas, peak memory, Parquet vs CSV, Dask.
+"""Batch scoring at scale: wall time against plain pandas, start-up, peak memory, Dask.
 
 Every measured run is a fresh subprocess of ``window-advisor score`` (or of a plain pandas
-read_csv + to_csv of the same file), reaped with ``os.wait4`` so its own peak RSS is known.
-The pandas baseline runs right before and after the scoring run and the ratio uses their
-mean, so it holds on a noisy, shared machine.
+copy of the same file: ``read_csv`` + ``to_csv``, ``read_parquet`` + ``to_parquet``), reaped
+with ``os.wait4`` so its own peak RSS is known. The pandas copy runs right before and after
+each scoring run and the ratio uses their mean, so it holds on a noisy, shared machine.
 
-    python bench/bench_batch.py                      # 1M rows, all measurements
-    python bench/bench_batch.py --big-rows 5000000   # adds the 5M-row memory run
-    python bench/bench_batch.py --only stages        # where the time goes, per stage
+    python bench/bench_batch.py                                  # 1M rows, everything
+    python bench/bench_batch.py --big-rows 5000000 --only big    # 5M: CSV and Parquet vs pandas
+    python bench/bench_batch.py --only startup                   # a one-row file, 9 times
+    python bench/bench_batch.py --only stages                    # where the time goes
+    python bench/bench_batch.py --baseline ../old-checkout ...   # the same runs of other code
+
+``--baseline DIR`` also times the score command of the checkout in DIR (run from there, with
+this environment), inside the same triples, for before/after figures measured together.
 
 Inputs (generated open orders, a small trained model) are cached under bench/out/.
-Prints one JSON object per measurement and a Markdown table at the end.
+Prints one JSON object per measurement (bench/RESULTS.md tabulates them).
 """
 
 from __future__ import annotations
@@ -87,27 +92,33 @@ LAUNCHER = (
     "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]);"
     " _, status, usage = os.wait4(p.pid, 0);"
     " sys.stderr.write(f'\\nMAXRSS_KB {usage.ru_maxrss}\\n');"
+    " sys.stderr.write(f'CPU_S {usage.ru_utime + usage.ru_stime}\\n');"
     " sys.exit(os.waitstatus_to_exitcode(status))"
 )
 
 
-def measure(command: list[str], label: str, **extra: Any) -> dict[str, Any]:
-    """Wall time and peak RSS of one subprocess."""
+def measure(
+    command: list[str], label: str, cwd: Path | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Wall time, CPU time and peak RSS of one subprocess."""
     started = time.perf_counter()
     process = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
+        cwd=cwd,
     )
     seconds = time.perf_counter() - started
     stderr = process.stderr.decode()
     if process.returncode != 0:
         raise SystemExit(f"{label}: exit {process.returncode}\n{stderr[-2000:]}")
     peak_kb = int(stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
+    cpu = float(stderr.rsplit("CPU_S", 1)[1].split()[0])
     result = {
         "label": label,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak_kb / 1024),
         **extra,
     }
@@ -132,15 +143,20 @@ def score_command(source: Path, output: Path, *extra: str) -> list[str]:
     ]
 
 
-PANDAS_ROUND_TRIP = (
-    "import sys, pandas as pd; pd.read_csv(sys.argv[1]).to_csv(sys.argv[2], index=False)"
-)
+PANDAS_COPY = {
+    "csv": "import sys, pandas as pd; pd.read_csv(sys.argv[1]).to_csv(sys.argv[2], index=False)",
+    "parquet": (
+        "import sys, pandas as pd;"
+        " pd.read_parquet(sys.argv[1]).to_parquet(sys.argv[2], index=False)"
+    ),
+}
 
 
-def pandas_baseline(source: Path) -> dict[str, Any]:
+def pandas_baseline(source: Path, kind: str = "csv") -> dict[str, Any]:
+    reader, writer = ("read_csv", "to_csv") if kind == "csv" else ("read_parquet", "to_parquet")
     return measure(
-        [sys.executable, "-c", PANDAS_ROUND_TRIP, str(source), str(OUT / "pandas_copy.csv")],
-        "pandas read_csv + to_csv",
+        [sys.executable, "-c", PANDAS_COPY[kind], str(source), str(OUT / f"pandas_copy.{kind}")],
+        f"pandas {reader} + {writer}",
         rows=_rows(source),
     )
 
@@ -149,22 +165,62 @@ def _rows(source: Path) -> int:
     return int(source.name.split("_")[2].split(".")[0])
 
 
-def against_pandas(rows: int, repeat: int) -> list[dict[str, Any]]:
-    """pandas, score, pandas, ``repeat`` times; the ratio of each triple, then the median."""
-    source = orders_file(rows, "csv")
+def against_pandas(
+    rows: int, repeat: int, kind: str = "csv", baseline: Path | None = None
+) -> list[dict[str, Any]]:
+    """pandas, score, pandas, ``repeat`` times; the ratio of each triple, then the median.
+    With ``baseline``, each triple also times the score command of that checkout."""
+    source = orders_file(rows, kind)
     results: list[dict[str, Any]] = []
-    ratios = []
+    ratios: dict[str, list[float]] = {"this code": [], "baseline": []}
     for _ in range(repeat):
-        before = pandas_baseline(source)
-        ours = measure(score_command(source, OUT / "scored.csv"), "score csv -> csv", rows=rows)
-        after = pandas_baseline(source)
-        ours["ratio_to_pandas"] = round(
-            ours["seconds"] / ((before["seconds"] + after["seconds"]) / 2), 2
+        before = pandas_baseline(source, kind)
+        runs = [("this code", None)] + ([("baseline", baseline)] if baseline else [])
+        timed = [
+            measure(
+                score_command(source, OUT / f"scored.{kind}"),
+                f"score {kind} -> {kind} ({name})",
+                cwd=where,
+                rows=rows,
+            )
+            for name, where in runs
+        ]
+        after = pandas_baseline(source, kind)
+        mean = (before["seconds"] + after["seconds"]) / 2
+        for (name, _), ours in zip(runs, timed, strict=True):
+            ours["ratio_to_pandas"] = round(ours["seconds"] / mean, 2)
+            ratios[name].append(ours["ratio_to_pandas"])
+        results += [before, *timed, after]
+    for name, each in ratios.items():
+        if each:
+            median = sorted(each)[len(each) // 2]
+            summary = {"label": f"{kind} ratio to pandas ({name})", "rows": rows, "each": each}
+            print(json.dumps({**summary, "median": median}), flush=True)
+    return results
+
+
+def startup(repeat: int, baseline: Path | None = None) -> list[dict[str, Any]]:
+    """Scoring a one-row file, ``repeat`` times (medians), beside the floor: importing what
+    loading the model needs (pandas, scikit-learn's ensemble module)."""
+    source = OUT / "open_orders_1.csv"
+    if not source.is_file():
+        lines = orders_file(1_000_000, "csv").open().readlines()[:2]
+        source.write_text("".join(lines))
+    floor = [sys.executable, "-c", "import pandas, sklearn.ensemble"]
+    runs: list[tuple[str, list[str], Path | None]] = [
+        ("score one row (this code)", score_command(source, OUT / "scored_one.csv"), None),
+        ("import pandas + sklearn.ensemble", floor, None),
+    ]
+    if baseline:
+        runs.append(
+            ("score one row (baseline)", score_command(source, OUT / "scored_one.csv"), baseline)
         )
-        ratios.append(ours["ratio_to_pandas"])
-        results += [before, ours, after]
-    median = sorted(ratios)[len(ratios) // 2]
-    print(json.dumps({"label": "ratio to pandas", "each": ratios, "median": median}), flush=True)
+    results = []
+    for label, command, where in runs:
+        times = [measure(command, label, cwd=where)["seconds"] for _ in range(repeat)]
+        result = {"label": f"{label}: median", "seconds": sorted(times)[len(times) // 2]}
+        print(json.dumps(result), flush=True)
+        results.append(result)
     return results
 
 
@@ -178,16 +234,6 @@ def chunk_sweep(rows: int, sizes: list[int]) -> list[dict[str, Any]]:
             chunk_rows=size,
         )
         for size in sizes
-    ]
-
-
-def formats(rows: int) -> list[dict[str, Any]]:
-    csv_in, parquet_in = orders_file(rows, "csv"), orders_file(rows, "parquet")
-    return [
-        measure(score_command(csv_in, OUT / "scored.csv"), "score csv -> csv", rows=rows),
-        measure(
-            score_command(parquet_in, OUT / "scored.parquet"), "score parquet -> parquet", rows=rows
-        ),
     ]
 
 
@@ -249,85 +295,75 @@ def dask_runs(rows: int, repeat: int = 3) -> list[dict[str, Any]]:
     return results
 
 
-def stages(rows: int, chunk_rows: int) -> dict[str, Any]:
-    """Seconds per stage of the local engine, chunk by chunk, in this process."""
+def stages(rows: int, chunk_rows: int, kind: str = "csv") -> dict[str, Any]:
+    """CPU seconds per stage of the local engine, chunk by chunk, in one thread of this
+    process (in the command, read to validate run in a reader thread, score in the main
+    thread, output table to counts in a writer thread)."""
     from model.artifact import load_model
-    from service.batch.engine import REJECTS_SCHEMA, SCORED_SCHEMA, SeenIds, one_openmp_thread
-    from service.batch.files import CsvSplitter, TableSink, csv_header
+    from service.batch.engine import (
+        REJECTS_SCHEMA,
+        SCORED_SCHEMA,
+        PartitionResult,
+        SeenIds,
+        one_openmp_thread,
+        partition_counts,
+        scored_table,
+        validate_partition,
+    )
+    from service.batch.files import (
+        CsvSplitter,
+        TableSink,
+        csv_header,
+        iter_parquet,
+        parse_csv_chunk,
+    )
+    from service.policy import PolicyConfig
+    from service.scoring import score_columns
 
     model, _ = load_model(model_dir())
-    source = orders_file(rows, "csv")
-    header = csv_header(source, "csv")
-    clock: dict[str, float] = dict.fromkeys(
-        ("read+split", "parse", "duplicates", "validate", "predict+decide", "write", "counts"),
-        0.0,
-    )
-    sink = TableSink(OUT / "stages.csv", SCORED_SCHEMA, free_text=("order_id",))
+    source = orders_file(rows, kind)
+    names = ("read", "parse", "duplicates", "validate", "score", "output table", "write", "counts")
+    clock: dict[str, float] = dict.fromkeys(names, 0.0)
+    suffix = "csv" if kind == "csv" else "parquet"
+    sink = TableSink(OUT / f"stages.{suffix}", SCORED_SCHEMA, free_text=("order_id",))
     rejects = TableSink(OUT / "stages.rejects.csv", REJECTS_SCHEMA)
     seen = SeenIds()
-    chunks = iter(CsvSplitter(source, "csv", header, chunk_rows))
+    policy = PolicyConfig()
+
+    def timed(stage: str, step: Any, *args: Any) -> Any:
+        mark = time.process_time()  # CPU seconds: steadier than wall time on a shared machine
+        value = step(*args)
+        clock[stage] += time.process_time() - mark
+        return value
+
+    if kind == "csv":
+        header = csv_header(source, "csv")
+        chunks = iter(CsvSplitter(source, "csv", header, chunk_rows))
+    else:
+        chunks = (raw for raw, _ in iter_parquet(source, chunk_rows))
     with one_openmp_thread():
-        _stages_loop(chunks, header, seen, model, sink, rejects, clock)
+        while (chunk := timed("read", next, chunks, None)) is not None:
+            raw = timed("parse", parse_csv_chunk, chunk, header) if kind == "csv" else chunk
+            earlier = timed("duplicates", seen.earlier, raw)
+            checked = timed("validate", validate_partition, raw, AS_OF, earlier)
+            scored = timed("score", score_columns, checked.valid, model, policy, AS_OF)
+            table = timed("output table", scored_table, scored)
+            timed("write", sink.write_table, table)
+            timed("write", rejects.write_table, checked.rejects)
+            result = PartitionResult(table, checked.rejects, checked.valid["destination_country"])
+            timed("counts", partition_counts, result)
     sink.commit()
     rejects.commit()
     total = sum(clock.values())
     result = {
-        "label": "stages",
+        "label": f"stages {kind}",
         "rows": rows,
         "chunk_rows": chunk_rows,
-        "seconds": {k: round(v, 2) for k, v in clock.items()},
+        "cpu_seconds": {k: round(v, 2) for k, v in clock.items()},
         "total": round(total, 2),
     }
     print(json.dumps(result), flush=True)
     return result
-
-
-def _stages_loop(
-    chunks: Any,
-    header: Any,
-    seen: Any,
-    model: Any,
-    sink: Any,
-    rejects: Any,
-    clock: dict[str, float],
-) -> None:
-    """The local engine's steps one after the other, each timed into ``clock``."""
-    from model.schema import validate_open_orders
-    from service.batch.engine import PartitionResult, partition_counts
-    from service.batch.files import parse_csv_chunk
-    from service.policy import PolicyConfig
-    from service.scoring import score_frame
-
-    while True:
-        mark = time.perf_counter()
-        chunk = next(chunks, None)
-        clock["read+split"] += time.perf_counter() - mark
-        if chunk is None:
-            break
-        mark = time.perf_counter()
-        raw = parse_csv_chunk(chunk, header)
-        clock["parse"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        seen.earlier(raw)
-        clock["duplicates"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        frame = raw.drop(columns=["__line__", "__problem__"])
-        validated = validate_open_orders(frame, as_of=AS_OF, lines=raw["__line__"].to_numpy())
-        clock["validate"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        scored = score_frame(validated.valid, model, PolicyConfig(), AS_OF)
-        clock["predict+decide"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        sink.write(scored)
-        rejects.write(validated.rejects)
-        clock["write"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        partition_counts(
-            PartitionResult(
-                scored, validated.rejects, validated.valid["destination_country"].to_numpy()
-            )
-        )
-        clock["counts"] += time.perf_counter() - mark
 
 
 def main() -> None:
@@ -335,20 +371,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="pandas/score/pandas triples")
     parser.add_argument("--dask-repeat", type=int, default=3, help="local/dask/local triples")
-    parser.add_argument("--big-rows", type=int, default=0, help="also measure memory at N rows")
+    parser.add_argument("--big-rows", type=int, default=0, help="also compare at N rows")
+    parser.add_argument("--startup-repeat", type=int, default=9)
+    parser.add_argument("--baseline", type=Path, help="a checkout of other code to time too")
     parser.add_argument(
         "--chunk-sizes", type=int, nargs="*", default=[20_000, 50_000, 100_000, 200_000]
     )
-    parser.add_argument(
-        "--only",
-        nargs="*",
-        choices=["pandas", "chunks", "formats", "big", "dask", "stages"],
-        default=["pandas", "chunks", "formats", "big", "dask", "stages"],
-    )
+    choices = ["stages", "startup", "pandas", "parquet", "chunks", "big", "dask"]
+    parser.add_argument("--only", nargs="*", choices=choices, default=choices)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.chdir(ROOT)
     model_dir()
+    baseline = args.baseline.resolve() if args.baseline else None
     print(
         json.dumps(
             {
@@ -361,19 +396,19 @@ def main() -> None:
         flush=True,
     )
     if "stages" in args.only:
-        stages(args.rows, 50_000)
+        stages(args.rows, 50_000, "csv")
+        stages(args.rows, 50_000, "parquet")
+    if "startup" in args.only:
+        startup(args.startup_repeat, baseline)
     if "pandas" in args.only:
-        against_pandas(args.rows, args.repeat)
+        against_pandas(args.rows, args.repeat, "csv", baseline)
+    if "parquet" in args.only:
+        against_pandas(args.rows, args.repeat, "parquet", baseline)
     if "chunks" in args.only:
         chunk_sweep(args.rows, args.chunk_sizes)
-    if "formats" in args.only:
-        formats(args.rows)
     if "big" in args.only and args.big_rows:
-        measure(
-            score_command(orders_file(args.big_rows, "csv"), OUT / "scored_big.csv"),
-            "score csv -> csv (memory at scale)",
-            rows=args.big_rows,
-        )
+        against_pandas(args.big_rows, args.repeat, "csv", baseline)
+        against_pandas(args.big_rows, args.repeat, "parquet", baseline)
     if "dask" in args.only:
         dask_runs(args.rows, args.dask_repeat)
     for leftover in ("scored_dask.parquet",):

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from model.schema import (
     FIRST_DATA_LINE,
@@ -103,37 +105,88 @@ def milestone_names(codes: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ValidatedEvents:
-    """Scans that parsed (typed, input order, exact duplicates dropped) and the rejects.
+    """Scans that parsed (input order, exact duplicates dropped) and the rejects.
 
-    ``valid`` has ``line``, ``order_id``, ``event_at`` (UTC-naive ``datetime64[ns]`` with the
-    time of day), ``milestone`` (a name of :data:`MILESTONES`) and the free-text columns.
+    The valid scans are kept as arrays: ``line``, ``order_id`` (Arrow text), ``time_ns``
+    (UTC-naive ns since 1970, time of day kept), ``code`` (index into :data:`MILESTONES`)
+    and the free-text columns; :attr:`valid` gives them as a frame, :meth:`scan_table`
+    packs them by order.
     """
 
-    valid: pd.DataFrame
+    line: np.ndarray
+    order_id: pa.Array
+    time_ns: np.ndarray
+    code: np.ndarray
+    text: dict[str, pa.Array]
     rejects: pd.DataFrame
     duplicates: int = 0
 
     @property
+    def n_valid(self) -> int:
+        return len(self.line)
+
+    @property
     def n_rows(self) -> int:
-        return len(self.valid) + len(self.rejects) + self.duplicates
+        return self.n_valid + len(self.rejects) + self.duplicates
+
+    @property
+    def valid(self) -> pd.DataFrame:
+        """``line``, ``order_id``, ``event_at`` (``datetime64[ns]``), ``milestone`` (a name
+        of :data:`MILESTONES`) and the free-text columns (None where blank)."""
+        return pd.DataFrame(
+            {
+                "line": self.line,
+                "order_id": np.asarray(self.order_id.to_pylist(), dtype=object),
+                "event_at": self.time_ns.view("datetime64[ns]"),
+                "milestone": milestone_names(self.code),
+                **{
+                    name: np.asarray(values.to_pylist(), dtype=object)
+                    for name, values in self.text.items()
+                },
+            }
+        )
+
+    def scan_table(self) -> ScanTable:
+        """The valid scans packed by order (:class:`ScanTable`)."""
+        if self.n_valid == 0:
+            return ScanTable.empty()
+        encoded = pc.dictionary_encode(self.order_id)
+        return ScanTable.from_arrays(
+            encoded.dictionary.to_numpy(zero_copy_only=False).astype(object),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            self.time_ns,
+            self.code,
+            self.line,
+        )
 
 
 def validate_events(
-    frame: pd.DataFrame, *, lines: Sequence[int] | np.ndarray | None = None
+    events: pd.DataFrame | pa.Table, *, lines: Sequence[int] | np.ndarray | None = None
 ) -> ValidatedEvents:
-    """Validate a frame of raw scans (see README, "Tracking scans"); every bad row is listed.
+    """Validate raw scans, a frame or an Arrow table (see README, "Tracking scans"); every bad
+    row is listed.
 
     Milestones are matched case-insensitively; an exact duplicate of an earlier valid scan
     (same order, time, milestone, carrier, location and description) counts once.
     """
-    _require_columns(frame, REQUIRED_EVENT_COLUMNS, "tracking events")
-    n = len(frame)
+    is_table = isinstance(events, pa.Table)
+    names = list(events.column_names) if is_table else [str(c) for c in events.columns]
+    _require_columns(names, REQUIRED_EVENT_COLUMNS, "tracking events")
+    n = events.num_rows if is_table else len(events)
     line = (
         np.arange(FIRST_DATA_LINE, FIRST_DATA_LINE + n, dtype=np.int64)
         if lines is None
         else np.asarray(lines, dtype=np.int64)
     )
-    cells = {c: _Column(frame, c) for c in EVENT_COLUMNS}
+
+    def cell(name: str) -> _Column:
+        if name not in names:
+            return _Column.missing(n)
+        if is_table:
+            return _Column.from_arrow(events.column(name))
+        return _Column.from_series(events[name])
+
+    cells = {c: cell(c) for c in EVENT_COLUMNS}
     errors = _Collector(n)
 
     ids = cells["order_id"]
@@ -142,39 +195,47 @@ def validate_events(
     at = cells["event_at"]
     event_at, unparsable, outside = at.timestamps()
     errors.add(at.blank, "event_at", "missing required value")
-    errors.add(unparsable, "event_at", at.quoted() + " is not an ISO 8601 date or datetime")
-    errors.add(outside, "event_at", at.quoted() + f" is out of {date_range_text()}")
+    errors.add(unparsable, "event_at", at.message(" is not an ISO 8601 date or datetime"))
+    errors.add(outside, "event_at", at.message(f" is out of {date_range_text()}"))
 
     milestone_cells = cells["milestone"]
-    milestone = milestone_cells.text.str.lower()
+    code = pc.fill_null(
+        pc.index_in(pc.utf8_lower(milestone_cells.text), value_set=_MILESTONE_ARRAY), -1
+    ).to_numpy(zero_copy_only=False)
     errors.add(milestone_cells.blank, "milestone", "missing required value")
-    unknown = ~np.asarray(milestone.isin(MILESTONES), dtype=bool) & ~milestone_cells.blank
     errors.add(
-        unknown,
+        (code < 0) & ~milestone_cells.blank,
         "milestone",
-        milestone_cells.quoted() + " is not a milestone (one of: " + ", ".join(MILESTONES) + ")",
+        milestone_cells.message(" is not a milestone (one of: " + ", ".join(MILESTONES) + ")"),
     )
 
-    out = pd.DataFrame(
-        {
-            "line": line,
-            "order_id": ids.text.astype(object),
-            "event_at": event_at,
-            "milestone": milestone.astype(object),
-            **{
-                name: cells[name].text.where(~cells[name].blank, None).astype(object)
-                for name in OPTIONAL_EVENT_COLUMNS
-            },
-        }
-    )
     failed = errors.failed
-    valid = out.loc[~failed]
-    duplicate = valid.duplicated(subset=list(EVENT_COLUMNS), keep="first").to_numpy()
+    keep = np.flatnonzero(~failed)
+    kept = pa.array(keep, type=pa.int64())
+    order_text = ids.text.take(kept)
+    time_ns = event_at.astype("datetime64[ns]").view(np.int64)[keep]
+    codes = code[keep].astype(np.int8)
+    text = {
+        name: pc.if_else(
+            pa.array(cells[name].blank[keep]),
+            pa.scalar(None, pa.string()),
+            cells[name].text.take(kept),
+        )
+        for name in OPTIONAL_EVENT_COLUMNS
+    }
+    duplicate = _exact_duplicates(order_text, time_ns, codes, text)
+    unique = pa.array(~duplicate)
     rejects = pd.DataFrame(
         {
             "line": line[failed],
             "order_id": pd.Series(
-                np.where(ids.blank, None, ids.text.to_numpy(dtype=object))[failed], dtype=object
+                np.asarray(
+                    pc.if_else(pa.array(ids.blank), pa.scalar(None, pa.string()), ids.text)
+                    .filter(pa.array(failed))
+                    .to_pylist(),
+                    dtype=object,
+                ),
+                dtype=object,
             ),
             "column": errors.column[failed],
             "reason": errors.reason[failed],
@@ -182,10 +243,47 @@ def validate_events(
         columns=list(REJECT_COLUMNS),
     )
     return ValidatedEvents(
-        valid=valid.loc[~duplicate].reset_index(drop=True),
-        rejects=rejects.reset_index(drop=True),
+        line=line[keep][~duplicate],
+        order_id=order_text.filter(unique),
+        time_ns=time_ns[~duplicate],
+        code=codes[~duplicate],
+        text={name: values.filter(unique) for name, values in text.items()},
+        rejects=rejects,
         duplicates=int(duplicate.sum()),
     )
+
+
+_MILESTONE_ARRAY = pa.array(MILESTONES, type=pa.string())
+
+
+def _exact_duplicates(
+    order_id: pa.Array, time_ns: np.ndarray, code: np.ndarray, text: dict[str, pa.Array]
+) -> np.ndarray:
+    """Which scans repeat an earlier one exactly: candidates share order, time and milestone
+    (found by sorting numbers), and only those few are compared on their free text."""
+    n = len(time_ns)
+    duplicate = np.zeros(n, dtype=bool)
+    if n < 2:
+        return duplicate
+    owner = pc.dictionary_encode(order_id).indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((code, time_ns, owner))  # stable: input order within equal keys
+    same = (
+        (np.diff(owner[order]) == 0) & (np.diff(time_ns[order]) == 0) & (np.diff(code[order]) == 0)
+    )
+    if not same.any():
+        return duplicate
+    candidates = np.union1d(order[1:][same], order[:-1][same])
+    candidates.sort()  # input order: the first of equal scans is kept
+    rows = pa.array(candidates, type=pa.int64())
+    free = [values.take(rows).to_pylist() for values in text.values()]
+    seen: set[tuple[object, ...]] = set()
+    for position, row in enumerate(candidates.tolist()):
+        key = (int(owner[row]), int(time_ns[row]), int(code[row]), *(f[position] for f in free))
+        if key in seen:
+            duplicate[row] = True
+        else:
+            seen.add(key)
+    return duplicate
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "CNY_DATES",
@@ -27,6 +29,7 @@ __all__ = [
     "column",
     "days_between",
     "lookup",
+    "text_column",
 ]
 
 POOLED = "__pooled__"
@@ -79,10 +82,12 @@ SHARED_FEATURES = ("country", "method")  # interact with both the lane and the s
 SEASON_FEATURES = ("ship_week", "cny_bin")
 
 Columns = Mapping[str, Any]
-"""A validated frame, or the same columns as a dict of equal-length numpy arrays.
+"""A validated frame, or the same columns as a dict of equal-length arrays.
 
 The service builds the dict straight from checked requests: for a few dozen rows, building
-and indexing a DataFrame costs more than the whole prediction.
+and indexing a DataFrame costs more than the whole prediction. Batch scoring passes the
+columns of :func:`model.schema.validate_open_orders_table`, whose text columns are Arrow
+string arrays: their look-ups go through Arrow's dictionary encoding.
 """
 
 # Below this many rows a Python loop over a dict beats pandas' factorisation.
@@ -92,7 +97,15 @@ _SMALL = 64
 def column(frame: Columns, name: str) -> np.ndarray:
     """One column of ``frame`` as a numpy array (no copy when it already is one)."""
     values = frame[name]
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.to_numpy(zero_copy_only=False)
     return values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+
+
+def text_column(frame: Columns, name: str) -> np.ndarray | pa.Array | pa.ChunkedArray:
+    """A text column for :func:`lookup`: Arrow arrays as they are, else as numpy."""
+    values = frame[name]
+    return values if isinstance(values, pa.Array | pa.ChunkedArray) else column(frame, name)
 
 
 def days_between(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
@@ -202,10 +215,10 @@ class FeatureEncoder:
         window = days_between(column(frame, "deadline"), shipped)
         if "extensions" in frame:
             window = window - extension_days * column(frame, "extensions").astype(np.int64)
-        country = column(frame, "destination_country")
+        country = _dictionary(text_column(frame, "destination_country"))  # looked up twice
         columns = {
             "country": lookup(country, self.countries_),
-            "method": lookup(column(frame, "shipping_method"), self.methods_),
+            "method": lookup(text_column(frame, "shipping_method"), self.methods_),
             "region": lookup(_region_labels(frame), self.regions_),
             "ship_week": _ship_week(shipped),
             "cny_bin": _cny_offset_bin(shipped),
@@ -246,9 +259,19 @@ class FeatureEncoder:
         return codes
 
 
-def lookup(values: pd.Series | np.ndarray, codes: dict[str, int], default: int = 0) -> np.ndarray:
+def lookup(
+    values: pd.Series | np.ndarray | pa.Array | pa.ChunkedArray,
+    codes: dict[str, int],
+    default: int = 0,
+) -> np.ndarray:
     """``codes[value]`` per row (``default`` when missing or unknown). Long arrays go through
-    factorisation: one dictionary look-up per distinct value instead of per row."""
+    factorisation (Arrow arrays through dictionary encoding): one dictionary look-up per
+    distinct value instead of per row."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        encoded = _dictionary(values)
+        names = encoded.dictionary.to_pylist()
+        table = np.array([codes.get(str(u), default) for u in names] + [default], dtype=np.int64)
+        return table[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
     if len(values) <= _SMALL:
         return np.fromiter(
             (_code(v, codes, default) for v in np.asarray(values, dtype=object)),
@@ -260,6 +283,15 @@ def lookup(values: pd.Series | np.ndarray, codes: dict[str, int], default: int =
     return table[index]  # the NA sentinel -1 picks the trailing default
 
 
+def _dictionary(values: Any) -> Any:
+    """An Arrow text array dictionary-encoded (once); anything else as it is."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array) and not isinstance(values, pa.DictionaryArray):
+        return pc.dictionary_encode(values)
+    return values
+
+
 def _code(value: Any, codes: dict[str, int], default: int) -> int:
     if isinstance(value, str):
         return codes.get(value, default)
@@ -268,8 +300,14 @@ def _code(value: Any, codes: dict[str, int], default: int) -> int:
     return codes.get(str(value), default)
 
 
-def _region_labels(frame: Columns) -> np.ndarray:
-    """``COUNTRY/REGION`` per row, None where the region is missing (object array)."""
+def _region_labels(frame: Columns) -> np.ndarray | pa.Array:
+    """``COUNTRY/REGION`` per row, None where the region is missing (object array; an
+    Arrow array, null where missing, when the columns are Arrow arrays)."""
+    region, country = frame["destination_region"], frame["destination_country"]
+    if isinstance(region, pa.Array | pa.ChunkedArray) and isinstance(
+        country, pa.Array | pa.ChunkedArray
+    ):
+        return pc.binary_join_element_wise(country, region, "/")
     region = column(frame, "destination_region")
     known = ~pd.isna(region)
     labels = np.full(len(region), None, dtype=object)

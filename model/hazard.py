@@ -16,8 +16,13 @@ and cached, so prediction is a table lookup.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +37,30 @@ from model.features import (
     days_between,
 )
 
-__all__ = ["DiscreteTimeHazard", "bucket_start", "observed_durations", "time_bucket"]
+__all__ = [
+    "DiscreteTimeHazard",
+    "bucket_start",
+    "observed_durations",
+    "table_threads",
+    "time_bucket",
+]
+
+# Threads for computing many logit tables at once (see table_threads); 1 unless a caller
+# that knows the cores are free says otherwise.
+_TABLE_THREADS: ContextVar[int] = ContextVar("table_threads", default=1)
+_ROWS_PER_TABLE_THREAD = 50_000
+
+
+@contextmanager
+def table_threads(threads: int) -> Iterator[None]:
+    """While the block runs (in this thread), large batches of logit tables are computed in
+    up to ``threads`` threads, each with one OpenMP thread (the trees release the GIL). The
+    values are the same: each row's prediction does not depend on the others."""
+    token = _TABLE_THREADS.set(max(1, threads))
+    try:
+        yield
+    finally:
+        _TABLE_THREADS.reset(token)
 
 
 def time_bucket(day: np.ndarray) -> np.ndarray:
@@ -243,7 +271,7 @@ class DiscreteTimeHazard(BaseEstimator):
 
     # -- prediction ----------------------------------------------------------------------
     def _reset_cache(self) -> None:
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache = _CurveCache(self.horizon_days, self.cache_size)
         self._parts: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -309,7 +337,7 @@ class DiscreteTimeHazard(BaseEstimator):
             X = self._design(
                 np.tile(np.arange(n_buckets), len(missing)), np.repeat(codes, n_buckets, axis=0)
             )
-            logits = self.classifier_.decision_function(X).reshape(len(missing), n_buckets)
+            logits = self._decision(X).reshape(len(missing), n_buckets)
             with self._lock:
                 for key, row in zip(missing, logits, strict=True):
                     self._parts[(part, int(key))] = row
@@ -317,21 +345,52 @@ class DiscreteTimeHazard(BaseEstimator):
             table = np.stack([self._parts[(part, int(k))] for k in unique])
         return table[inverse]
 
+    def _decision(self, X: np.ndarray) -> np.ndarray:
+        """The classifier's raw logits of ``X``, in slices on threads when it is large and
+        :func:`table_threads` allows."""
+        threads = min(_TABLE_THREADS.get(), len(X) // _ROWS_PER_TABLE_THREAD)
+        if threads < 2:
+            return np.asarray(self.classifier_.decision_function(X))
+
+        controller = _threadpool_controller()
+
+        def logits(rows: np.ndarray) -> np.ndarray:
+            with controller.limit(limits=1, user_api="openmp"):  # this thread's own limit
+                return np.asarray(self.classifier_.decision_function(rows))
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="logit-tables") as pool:
+            return np.concatenate(list(pool.map(logits, np.array_split(X, threads))))
+
     def survival_curves(self, keys: np.ndarray) -> np.ndarray:
         """``S(t) = P(T > t)`` for t = 0..horizon-1, one row per curve key."""
         keys = np.asarray(keys, dtype=np.int64)
-        rows: dict[int, np.ndarray] = {}
-        with self._lock:  # take what is cached now: another thread may evict it meanwhile
-            for key in keys.tolist():
-                curve = self._cache.get(key)
-                if curve is not None:
-                    rows[key] = curve
-        missing = np.unique([k for k in keys.tolist() if k not in rows]).astype(np.int64)
-        if len(missing):
-            rows.update(zip(missing.tolist(), self._compute(missing), strict=True))
         if not len(keys):
             return np.zeros((0, self.horizon_days))
-        return np.stack([rows[k] for k in keys.tolist()])
+        unique, inverse = np.unique(keys, return_inverse=True)
+        table, rows = self._curve_rows(unique)
+        return table[rows[inverse.reshape(-1)]]
+
+    def _curve_rows(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A table of curves and the row of each of the distinct ``keys`` in it: the cache's
+        own matrix when it holds them all (computing and adding the missing ones first),
+        else a table of just these curves (more keys than the cache holds)."""
+        self._cache.limit = self.cache_size
+        rows, matrix = self._cache.find(keys)
+        missing = rows < 0
+        if not missing.any():
+            return matrix, rows
+        fresh = self._compute(keys[missing])
+        rows, matrix = self._cache.find(keys)
+        if (rows >= 0).all():
+            return matrix, rows
+        table = np.empty((len(keys), self.horizon_days))
+        cached = (rows >= 0) & ~missing
+        table[cached] = matrix[rows[cached]]
+        table[missing] = fresh
+        still = ~cached & ~missing  # evicted by another thread meanwhile: compute again
+        if still.any():
+            table[still] = self._compute(keys[still])
+        return table, np.arange(len(keys))
 
     def _compute(self, keys: np.ndarray) -> np.ndarray:
         """Curves of ``keys`` (returned in order), also added to the cache."""
@@ -346,10 +405,7 @@ class DiscreteTimeHazard(BaseEstimator):
         hazard = np.clip(hazard, 1e-7, 1.0 - 1e-7)
         curves = np.exp(np.cumsum(np.log1p(-hazard), axis=1))
         with self._lock:
-            for key, curve in zip(keys, curves, strict=True):
-                self._cache[int(key)] = curve
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            self._cache.add(keys, curves)
         return curves
 
     def conditional_survival(
@@ -358,10 +414,101 @@ class DiscreteTimeHazard(BaseEstimator):
         """``P(T > horizons[i, j] | T > elapsed[i])`` for each row and horizon column.
 
         Horizons at or before the elapsed time give 1 (the parcel is already past them).
+        The rows are read straight from the cache's matrix of curves (no copy per key).
         """
-        return conditional_from_curves(
-            self.survival_curves, features.curve_key, elapsed, horizons, self.horizon_days
-        )
+        codes, unique = pd.factorize(features.curve_key, sort=False)
+        table, rows = self._curve_rows(np.asarray(unique, dtype=np.int64))
+        return _conditional(table, rows[codes], elapsed, horizons, self.horizon_days)
+
+
+@lru_cache(maxsize=1)
+def _threadpool_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, found once (a scan takes ~10 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+class _CurveCache:
+    """Survival curves by key: one matrix with a row per key, found in bulk by binary search
+    over the sorted keys.
+
+    Readers take the current snapshot (sorted keys, their rows, the matrix) without a lock;
+    :meth:`add` (called under the hazard's lock) writes new curves into unused rows and
+    publishes a new snapshot, so a reader never sees a row change. The matrix is allocated
+    for ``limit`` rows at once (``np.empty``: pages cost memory only once written, so
+    nothing is ever copied to grow it). Past ``limit`` keys it starts again from empty
+    (curves are recomputed from the logit tables when needed).
+    """
+
+    def __init__(self, horizon_days: int, limit: int) -> None:
+        self.horizon_days = horizon_days
+        self.limit = limit
+        empty = np.zeros(0, dtype=np.int64)
+        self._snapshot = (empty, empty, np.empty((0, horizon_days)))
+        self._used = 0
+
+    def __len__(self) -> int:
+        return len(self._snapshot[0])
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row of each key in the returned matrix, -1 where it is not cached."""
+        sorted_keys, rows, matrix = self._snapshot
+        if not len(sorted_keys):
+            return np.full(len(keys), -1, dtype=np.int64), matrix
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        return np.where(sorted_keys[at] == keys, rows[at], -1), matrix
+
+    def add(self, keys: np.ndarray, curves: np.ndarray) -> None:
+        """Cache the curves of keys not cached yet (the caller holds the lock)."""
+        sorted_keys, rows, matrix = self._snapshot
+        known, _ = self.find(keys)
+        new = (known < 0) & _first_occurrence(keys)
+        keys, curves = keys[new][: self.limit], curves[new][: self.limit]
+        if not len(keys):
+            return
+        if len(sorted_keys) + len(keys) > self.limit:  # full: start again
+            sorted_keys, rows = sorted_keys[:0], rows[:0]
+            matrix, self._used = np.empty((0, self.horizon_days)), 0
+        end = self._used + len(keys)
+        if end > len(matrix):  # the first curves, or a new limit
+            grown = np.empty((max(self.limit, end), self.horizon_days))
+            grown[: self._used] = matrix[: self._used]
+            matrix = grown
+        matrix[self._used : end] = curves
+        all_keys = np.concatenate([sorted_keys, keys])
+        all_rows = np.concatenate([rows, np.arange(self._used, end, dtype=np.int64)])
+        order = np.argsort(all_keys, kind="stable")
+        self._snapshot = (all_keys[order], all_rows[order], matrix)
+        self._used = end
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    _, first = np.unique(keys, return_index=True)
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[first] = True
+    return mask
+
+
+def _conditional(
+    table: np.ndarray,
+    rows: np.ndarray,
+    elapsed: np.ndarray,
+    horizons: np.ndarray,
+    horizon_days: int,
+) -> np.ndarray:
+    """``S(h) / S(e)`` per row, reading row ``rows[i]`` of ``table`` (rows of ``S``)."""
+    elapsed = np.asarray(elapsed, dtype=np.int64)
+    horizons = np.asarray(horizons, dtype=np.int64)
+    squeeze = horizons.ndim == 1
+    if squeeze:
+        horizons = horizons[:, None]
+    last = horizon_days - 1
+    s_elapsed = table[rows, np.clip(elapsed, 0, last)]
+    s_horizon = table[rows[:, None], np.clip(horizons, 0, last)]
+    ratio = s_horizon / np.maximum(s_elapsed, 1e-300)[:, None]
+    ratio = np.where(horizons <= elapsed[:, None], 1.0, np.clip(ratio, 0.0, 1.0))
+    return ratio[:, 0] if squeeze else ratio
 
 
 def conditional_from_curves(
@@ -376,19 +523,9 @@ def conditional_from_curves(
     ``curves_for`` maps an array of distinct keys to their curves (rows of ``S``).
     Times past the curve's end use its last value (the long-run share never delivered).
     """
-    elapsed = np.asarray(elapsed, dtype=np.int64)
-    horizons = np.asarray(horizons, dtype=np.int64)
-    squeeze = horizons.ndim == 1
-    if squeeze:
-        horizons = horizons[:, None]
     unique, inverse = np.unique(keys, return_inverse=True)
     table = curves_for(unique)  # type: ignore[operator]
-    last = horizon_days - 1
-    s_elapsed = table[inverse, np.clip(elapsed, 0, last)]
-    s_horizon = table[inverse[:, None], np.clip(horizons, 0, last)]
-    ratio = s_horizon / np.maximum(s_elapsed, 1e-300)[:, None]
-    ratio = np.where(horizons <= elapsed[:, None], 1.0, np.clip(ratio, 0.0, 1.0))
-    return ratio[:, 0] if squeeze else ratio
+    return _conditional(table, inverse.reshape(-1), elapsed, horizons, horizon_days)
 
 
 def predict_conditional(

@@ -11,7 +11,7 @@ import pandas as pd
 
 from model.calibration import PlattCalibrator
 from model.events import ScanState, ScanTable
-from model.features import Columns, EncodedFeatures, column, days_between, lookup
+from model.features import Columns, EncodedFeatures, column, days_between, lookup, text_column
 from model.hazard import DiscreteTimeHazard
 from model.scans import LandmarkScanModel, state_at
 
@@ -160,7 +160,7 @@ class AdvisorModel:
             "unseen_country": features.unseen_country,
             "sparse_lane": features.sparse_lane,
             "structural_lag": lookup(
-                column(orders, "destination_country"), self._structural_lag_codes()
+                text_column(orders, "destination_country"), self._structural_lag_codes()
             ).astype(bool),
             "last_milestone": last_milestone,
             "days_since_last_scan": since,

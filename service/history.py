@@ -88,7 +88,7 @@ def read_events(path: Path, order_ids: np.ndarray, shipped_at: np.ndarray) -> Lo
     """Read, validate and match scans to orders (``order_ids`` with their ``shipped_at``)."""
     frame = read_table(path)
     validated = validate_events(frame)
-    matched = match_events(ScanTable.from_frame(validated.valid), order_ids, shipped_at)
+    matched = match_events(validated.scan_table(), order_ids, shipped_at)
     rejects = pd.concat([validated.rejects, matched.rejects], ignore_index=True).sort_values(
         "line", kind="stable"
     )
@@ -97,7 +97,7 @@ def read_events(path: Path, order_ids: np.ndarray, shipped_at: np.ndarray) -> Lo
         rejects=rejects.reset_index(drop=True)[list(REJECT_COLUMNS)],
         path=path,
         sha256=file_sha256(path),
-        rows=len(frame),
+        rows=validated.n_rows,
         duplicates=validated.duplicates,
         unknown_orders=matched.unknown_orders,
         unknown_scans=matched.unknown_scans,

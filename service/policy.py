@@ -185,8 +185,9 @@ def decide(
     )
     action = np.asarray(ACTIONS, dtype=object)[chosen]
 
-    # Reasons: each row's codes form one of a few hundred combinations; build each
-    # combination's text once and index it, rather than joining strings row by row.
+    # Reasons: each row's codes form one of a few hundred combinations (small integers);
+    # build each present combination's text once and index it, rather than joining strings
+    # row by row.
     primary = np.select(
         [delivered, in_dispute, days_remaining < 0, ~in_window], [0, 1, 2, 3], default=4
     )
@@ -210,10 +211,11 @@ def decide(
     combination = (combination * len(_TRACKING_CODES) + tracking) * 2 + (
         _flag(stalled, n) & ~delivered
     )
-    unique, inverse = np.unique(combination, return_inverse=True)
-    texts = [_reason_text(value, config.act_within_days) for value in unique.tolist()]
-    reasons = np.asarray(texts, dtype=object)[inverse.reshape(-1)]
-    return Decisions(action=action, reasons=reasons)
+    combination = np.asarray(combination, dtype=np.int64).reshape(-1)
+    texts = np.empty(int(combination.max()) + 1 if n else 0, dtype=object)
+    for value in np.flatnonzero(np.bincount(combination)).tolist():
+        texts[value] = _reason_text(value, config.act_within_days)
+    return Decisions(action=action, reasons=texts[combination])
 
 
 _FLAGS = ("max_extensions_reached", "structural_lag", "unseen_country", "sparse_lane")

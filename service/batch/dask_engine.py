@@ -127,12 +127,18 @@ def _read_range(piece: CsvPiece) -> bytes:
         return handle.read(piece.length)
 
 
-def load_piece(piece: Piece) -> pd.DataFrame:
+def read_piece(piece: Piece) -> pa.Table:
     """The raw partition of one piece (same rows and lines as the local engine's chunks)."""
     if isinstance(piece, ParquetPiece):
         return read_parquet_piece(piece)
     chunk = split_chunk_bytes(_read_range(piece), piece.first_line, piece.offset)
     return parse_csv_chunk(chunk, piece.header)
+
+
+def load_piece(piece: Piece) -> pd.DataFrame:
+    """:func:`read_piece` as the pandas frame a Dask partition must be (scoring turns it
+    back into the same Arrow table)."""
+    return read_piece(piece).to_pandas()
 
 
 def _raw_meta(columns: list[str]) -> pd.DataFrame:
@@ -145,7 +151,7 @@ def _raw_meta(columns: list[str]) -> pd.DataFrame:
 # -- worker-side functions (module level: pickled by reference) ------------------------
 def partition_ids(raw: pd.DataFrame) -> pd.DataFrame:
     """Position, hash and line of every order_id present in a parsed row, in row order."""
-    hashes, present = order_id_hashes(raw["order_id"])
+    hashes, present = order_id_hashes(pa.array(raw["order_id"]))
     present = present & raw[PROBLEM_COLUMN].isna().to_numpy(dtype=bool)
     return pd.DataFrame(
         {
@@ -175,16 +181,8 @@ def score_and_write(
         first[positions] = lines
     result = score_partition(raw, model, policy, as_of, first)
     name = f"part.{number:05d}.parquet"
-    pq.write_table(  # cast: the local engine's schema exactly, no pandas metadata
-        pa.Table.from_pandas(result.scored, schema=SCORED_SCHEMA, preserve_index=False).cast(
-            SCORED_SCHEMA
-        ),
-        os.path.join(scored_dir, name),
-    )
-    pq.write_table(
-        pa.Table.from_pandas(result.rejects, schema=REJECTS_SCHEMA, preserve_index=False),
-        os.path.join(rejects_dir, name),
-    )
+    pq.write_table(result.scored, os.path.join(scored_dir, name))
+    pq.write_table(result.rejects, os.path.join(rejects_dir, name))
     return partition_counts(result)
 
 
@@ -375,9 +373,9 @@ def _replace_directory(source: Path, target: Path) -> None:
 def warm_model(job: BatchJob, piece: Piece, rows: int = WARM_ROWS) -> None:
     """Fill the model's logit tables from the first ``rows`` rows of ``piece`` (the workers
     then receive them with the model instead of each computing them)."""
-    raw = load_piece(piece)
+    raw = read_piece(piece)
     with one_openmp_thread():  # the other core starts the workers
-        score_partition(raw.iloc[:rows], job.model, job.policy, job.as_of)
+        score_partition(raw.slice(0, rows), job.model, job.policy, job.as_of)
 
 
 def _score_on_cluster(

@@ -1,17 +1,30 @@
 """Batch scoring of open-order files in bounded memory, every input row accounted for.
 
-``window-advisor score`` reads its input in chunks (:mod:`service.batch.files`), scores each
-chunk with :func:`score_partition` (which calls :func:`service.scoring.score_raw`, the one
-scoring function) and appends the results to hidden temporaries beside OUTPUT and the rejects
-file, renamed into place only when the whole input is done. Each input row is either scored
-or rejected with its line, order_id, column and reason; ``scored + rejected = input rows``.
+Each chunk of the input goes through one step, parse -> validate -> score -> write:
+
+- parse (:mod:`service.batch.files`): a *raw partition*, an Arrow table of the known
+  columns with each row's input line and, for a line that is not a CSV record, the reason;
+- validate (:func:`validate_partition`): unparsable rows and order_ids already seen in an
+  earlier chunk (:class:`SeenIds`) are rejected, the rest checked by
+  :func:`model.schema.validate_open_orders_table`, giving a :class:`CheckedPartition`: the
+  valid orders as columns and every rejected row (line, order_id, column, reason);
+- score: :func:`service.scoring.score_columns`, the one scoring function, on
+  ``CheckedPartition.valid`` (columns of the orders as validated; a per-order column
+  joined there reaches the scoring function with the orders);
+- write (:func:`partition_result`, :class:`BackgroundWriter`): the scores as a table of
+  :data:`SCORED_SCHEMA` appended to a hidden temporary beside OUTPUT, the rejects beside the
+  rejects file; both renamed into place only when the whole input is done.
+
+:func:`run_local` runs the steps in three threads (parse and validate; score; write), chunk
+after chunk, in order; :func:`score_partition` runs validate and score on one partition (the
+Dask engine, :mod:`service.batch.dask_engine`, calls it on the same raw partitions), so both
+engines give the same rows with the same values. Each input row is either scored or
+rejected; ``scored + rejected = input rows``.
 
 An order_id already seen in an earlier chunk is rejected as a duplicate like one seen earlier
 in the same chunk; :class:`SeenIds` remembers a 64-bit hash and the first line of every
-order_id (12 bytes per distinct id), so results do not depend on the chunk size.
-
-The Dask engine (:mod:`service.batch.dask_engine`) applies the same :func:`score_partition` to the
-same raw partitions, so both engines give the same rows with the same values.
+order_id (13 bytes per distinct id, with its filter), so results do not depend on the chunk
+size.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,7 +57,12 @@ from rich.table import Table
 
 from model.errors import InputFileError
 from model.predictor import AdvisorModel
-from model.schema import OPEN_ORDER_COLUMNS
+from model.schema import (
+    OPEN_ORDER_COLUMNS,
+    ValidatedColumns,
+    strip_text,
+    validate_open_orders_table,
+)
 from service.batch.files import (
     BLANK,
     LINE_COLUMN,
@@ -60,7 +79,7 @@ from service.batch.files import (
     parse_csv_chunk,
 )
 from service.policy import PolicyConfig
-from service.scoring import SCORED_COLUMNS, score_raw
+from service.scoring import SCORED_COLUMNS, score_columns
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -68,14 +87,20 @@ __all__ = [
     "SCORED_SCHEMA",
     "BatchJob",
     "BatchSummary",
+    "CheckedPartition",
     "PartitionResult",
     "SeenIds",
     "Terminated",
     "order_id_hashes",
+    "order_id_text",
+    "partition_result",
     "print_summary",
     "run_local",
     "score_partition",
+    "scored_table",
     "terminate_as_interrupt",
+    "validate_partition",
+    "validated_chunks",
 ]
 
 # Chosen by measurement (bench/bench_batch.py, bench/RESULTS.md): past ~50k rows a chunk
@@ -111,33 +136,89 @@ UNPARSABLE = "(unparsable)"  # the ``column`` label of a row that is not a CSV r
 
 
 # -- duplicates across chunks ------------------------------------------------------------
-def order_id_hashes(order_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def order_id_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each order_id as stripped text (an Arrow string array), null where there is none.
+
+    Ids stored as numbers (Parquet) are read as pandas prints them, as validation does."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not (isinstance(values, pa.Array) and pa.types.is_string(values.type)):
+        if isinstance(values, pa.Array) and pa.types.is_large_string(values.type):
+            values = values.cast(pa.string())
+        else:
+            series = values.to_pandas() if isinstance(values, pa.Array) else values
+            text = series.astype("string").to_numpy(dtype=object, na_value=None)
+            values = pa.array(text, type=pa.string())
+    stripped = strip_text(values)
+    empty = pc.equal(pc.binary_length(stripped), 0)
+    if not pc.any(empty).as_py():
+        return stripped
+    return pc.if_else(empty, pa.scalar(None, pa.string()), stripped)
+
+
+def order_id_hashes(
+    order_id: pd.Series | pa.Array | pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hash of each stripped order_id (stable across processes) and where one exists."""
-    text = order_id.astype("string").str.strip()
-    present = np.array(text.notna() & (text != ""), dtype=bool)
-    values = text.to_numpy(dtype=object, na_value="")
+    text = order_id_text(order_id)
+    present = text.is_valid().to_numpy(zero_copy_only=False)
+    # As UTF-8 bytes objects: pandas hashes those as they are (the same hash as of the
+    # text, which it would encode first).
+    values = pc.fill_null(text, "").cast(pa.binary()).to_numpy(zero_copy_only=False)
     return pd.util.hash_array(values, categorize=False), present
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Sorted, distinct hashes with their first lines, and a bitmap of their top bits (8
+    bits per hash) that rules most absent hashes out before any binary search."""
+
+    hashes: np.ndarray
+    lines: np.ndarray
+    prefixes: np.ndarray  # packed bits, little-endian within each byte
+    shift: np.uint64
+
+    @classmethod
+    def of(cls, hashes: np.ndarray, lines: np.ndarray) -> _Run:
+        bits = max(1 << 16, 1 << (8 * len(hashes)).bit_length())
+        shift = np.uint64(64 - (bits.bit_length() - 1))
+        present = np.zeros(bits, dtype=bool)
+        present[hashes >> shift] = True
+        return cls(hashes, lines, np.packbits(present, bitorder="little"), shift)
+
+    def may_hold(self, hashes: np.ndarray) -> np.ndarray:
+        prefix = (hashes >> self.shift).astype(np.intp)
+        return ((self.prefixes[prefix >> 3] >> (prefix & 7)) & 1).astype(bool)
 
 
 class SeenIds:
     """The first line of every order_id hash seen so far, as sorted runs merged as they grow
-    (like a log-structured merge tree), capped so no merge copies more than ``RUN_CAP`` ids."""
+    (like a log-structured merge tree), capped so no merge copies more than ``RUN_CAP`` ids;
+    each run's bitmap of top bits spares most binary searches (12 bytes per id, plus 1)."""
 
     RUN_CAP = 1 << 20
 
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._runs: list[_Run] = []
 
     def __len__(self) -> int:
-        return sum(len(h) for h, _ in self._runs)
+        return sum(len(run.hashes) for run in self._runs)
 
     def first_lines(self, hashes: np.ndarray) -> np.ndarray:
         """First line recorded for each hash, or -1 where it was never seen."""
+        order = np.argsort(hashes, kind="stable")
+        out = np.empty(len(hashes), dtype=np.int64)
+        out[order] = self._first_lines_sorted(hashes[order])
+        return out
+
+    def _first_lines_sorted(self, hashes: np.ndarray) -> np.ndarray:
         out = np.full(len(hashes), -1, dtype=np.int64)
-        for run_hashes, run_lines in self._runs:
-            at = np.minimum(np.searchsorted(run_hashes, hashes), len(run_hashes) - 1)
-            hit = run_hashes[at] == hashes
-            out[hit] = run_lines[at[hit]]
+        for run in self._runs:
+            maybe = np.flatnonzero(run.may_hold(hashes))
+            needles = hashes[maybe]  # sorted: each binary search starts where the last ended
+            at = np.minimum(np.searchsorted(run.hashes, needles), len(run.hashes) - 1)
+            hit = run.hashes[at] == needles
+            out[maybe[hit]] = run.lines[at[hit]]
         return out
 
     def add(self, hashes: np.ndarray, lines: np.ndarray) -> None:
@@ -145,26 +226,43 @@ class SeenIds:
         if len(hashes) == 0:
             return
         unique, first = np.unique(hashes, return_index=True)
-        lines = np.asarray(lines, dtype=np.int64)[first]
-        compact = np.uint32 if int(lines.max()) < 2**32 else np.int64  # 12 bytes per id
-        self._runs.append((unique, lines.astype(compact)))
-        while len(self._runs) > 1:
-            (h1, l1), (h2, l2) = self._runs[-2], self._runs[-1]
-            if len(h1) > 2 * len(h2) or len(h1) + len(h2) > self.RUN_CAP:
-                break
-            self._runs[-2:] = [_merge_sorted(h1, l1, h2, l2)]
+        self._add_sorted(unique, np.asarray(lines, dtype=np.int64)[first])
 
-    def earlier(self, raw: pd.DataFrame) -> np.ndarray:
+    def _add_sorted(self, unique: np.ndarray, lines: np.ndarray) -> None:
+        """Record new hashes, sorted and distinct, with their lines."""
+        if len(unique) == 0:
+            return
+        compact = np.uint32 if int(lines.max()) < 2**32 else np.int64  # 12 bytes per id
+        hashes, lines = unique, lines.astype(compact)
+        while self._runs:
+            last = self._runs[-1]
+            if len(last.hashes) > 2 * len(hashes) or len(last.hashes) + len(hashes) > self.RUN_CAP:
+                break
+            hashes, lines = _merge_sorted(last.hashes, last.lines, hashes, lines)
+            self._runs.pop()
+        self._runs.append(_Run.of(hashes, lines))
+
+    def earlier(self, raw: pa.Table) -> np.ndarray:
         """For each row of a raw partition: the line of an earlier chunk holding its order_id,
         or -1; then remember this partition's ids."""
-        hashes, present = order_id_hashes(raw["order_id"])
-        present = present & raw[PROBLEM_COLUMN].isna().to_numpy(dtype=bool)
-        lines = raw[LINE_COLUMN].to_numpy(dtype=np.int64)
-        out = np.full(len(raw), -1, dtype=np.int64)
-        out[present] = self.first_lines(hashes[present])
-        new = present & (out < 0)
-        self.add(hashes[new], lines[new])
-        return out
+        return self.scan(raw)[0]
+
+    def scan(self, raw: pa.Table) -> tuple[np.ndarray, bool]:
+        """:meth:`earlier`, and whether the partition's parsed rows hold distinct order_ids
+        (no two equal hashes: then no two equal ids). Sorted once for every step."""
+        hashes, present = order_id_hashes(raw.column("order_id"))
+        present &= raw.column(PROBLEM_COLUMN).is_null().to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(present)
+        rows = rows[np.argsort(hashes[rows], kind="stable")]  # equal hashes: earliest row first
+        sorted_hashes = hashes[rows]
+        found = self._first_lines_sorted(sorted_hashes)
+        out = np.full(raw.num_rows, -1, dtype=np.int64)
+        out[rows] = found
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+        new = first & (found < 0)
+        self._add_sorted(sorted_hashes[new], raw.column(LINE_COLUMN).to_numpy()[rows[new]])
+        return out, bool(first.all())
 
 
 def _merge_sorted(
@@ -181,115 +279,163 @@ def _merge_sorted(
     return hashes, lines
 
 
-# -- scoring one partition ---------------------------------------------------------------
+# -- one partition: validate, score, build the output -------------------------------------
 @dataclass(frozen=True)
 class PartitionResult:
-    """Scored rows (input order), rejects (by line) and the destination of each scored row."""
+    """Scored rows (input order) and rejects (by line), as Arrow tables of
+    :data:`SCORED_SCHEMA` and :data:`REJECTS_SCHEMA`, and the destination of each scored row."""
 
-    scored: pd.DataFrame
-    rejects: pd.DataFrame
-    destinations: np.ndarray
+    scored: pa.Table
+    rejects: pa.Table
+    destinations: pa.Array
     blank_lines: int = 0
 
 
-def _ids_or_none(values: pd.Series) -> np.ndarray:
-    text = values.astype("string").str.strip()
-    return text.where(text.notna() & (text != ""), None).to_numpy(dtype=object, na_value=None)
+@dataclass(frozen=True)
+class CheckedPartition:
+    """A raw partition after validation: the valid orders as the columns
+    :func:`service.scoring.score_columns` takes (see
+    :class:`model.schema.ValidatedColumns`), every rejected row (unparsable, duplicate of an
+    earlier partition, invalid) by line, and the blank lines skipped."""
+
+    valid: dict[str, Any]
+    rejects: pa.Table
+    blank_lines: int
+
+    @property
+    def input_rows(self) -> int:
+        return len(self.valid["line"]) + self.rejects.num_rows
+
+
+def _as_table(raw: pa.Table | pd.DataFrame) -> pa.Table:
+    if isinstance(raw, pd.DataFrame):  # a Dask partition
+        return pa.Table.from_pandas(raw, preserve_index=False)
+    return raw
+
+
+def validate_partition(
+    raw: pa.Table | pd.DataFrame,
+    as_of: date,
+    earlier: np.ndarray | None = None,
+    *,
+    ids_distinct: bool = False,
+) -> CheckedPartition:
+    """Reject the unparsable rows and the ``earlier`` duplicates (first line of an order_id
+    seen in an earlier partition, -1 otherwise) of one raw partition, then validate the
+    rest (:func:`model.schema.validate_open_orders_table`; ``ids_distinct``: no two parsed
+    rows of the partition share an order_id, as :meth:`SeenIds.scan` finds)."""
+    raw = _as_table(raw)
+    lines = raw.column(LINE_COLUMN).to_numpy()
+    problem_text = raw.column(PROBLEM_COLUMN)
+    noted = problem_text.is_valid().to_numpy(zero_copy_only=False)
+    blank = noted & pc.fill_null(pc.equal(problem_text, BLANK), False).to_numpy(
+        zero_copy_only=False
+    )
+    problem = noted & ~blank
+    duplicate = np.zeros(len(raw), dtype=bool) if earlier is None else earlier >= 0
+    parts: list[pa.Table] = []
+    if problem.any():
+        rows = np.flatnonzero(problem)
+        parts.append(
+            _rejects(
+                lines[rows],
+                order_id_text(raw.column("order_id").take(rows)),
+                UNPARSABLE,
+                problem_text.take(rows),
+            )
+        )
+    if duplicate.any():
+        assert earlier is not None
+        rows = np.flatnonzero(duplicate)
+        reasons = [f"duplicate order_id (first seen on line {n})" for n in earlier[rows]]
+        parts.append(
+            _rejects(
+                lines[rows], order_id_text(raw.column("order_id").take(rows)), "order_id", reasons
+            )
+        )
+    keep = ~problem & ~duplicate & ~blank
+    known = [c for c in raw.column_names if c in OPEN_ORDER_COLUMNS]
+    rest = raw.select(known)
+    if not keep.all():
+        rest = rest.filter(pa.array(keep))
+    checked: ValidatedColumns = validate_open_orders_table(
+        rest, as_of=as_of, lines=lines[keep], ids_distinct=ids_distinct
+    )
+    parts.append(checked.rejects)
+    rejects = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        rejects = rejects.take(np.argsort(rejects.column("line").to_numpy(), kind="stable"))
+    return CheckedPartition(checked.valid, rejects, int(blank.sum()))
+
+
+def _rejects(lines: np.ndarray, order_id: pa.Array, column: str, reason: Any) -> pa.Table:
+    return pa.table(
+        {
+            "line": pa.array(lines, type=pa.int64()),
+            "order_id": order_id,
+            "column": pa.array([column] * len(lines), type=pa.string()),
+            "reason": reason
+            if isinstance(reason, pa.Array | pa.ChunkedArray)
+            else pa.array(reason, type=pa.string()),
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def scored_table(scored: dict[str, np.ndarray]) -> pa.Table:
+    """The arrays of :func:`service.scoring.score_columns` as a table of :data:`SCORED_SCHEMA`."""
+    return pa.table(
+        [pa.array(scored[f.name], type=f.type, from_pandas=True) for f in SCORED_SCHEMA],
+        schema=SCORED_SCHEMA,
+    )
 
 
 def score_partition(
-    raw: pd.DataFrame,
+    raw: pa.Table | pd.DataFrame,
     model: AdvisorModel,
     policy: PolicyConfig,
     as_of: date,
     earlier: np.ndarray | None = None,
 ) -> PartitionResult:
-    """Score one raw partition: unparsable rows and ``earlier`` duplicates (first line of an
-    order_id seen in an earlier partition, -1 otherwise) are rejected; the rest go through
-    :func:`service.scoring.score_raw`."""
-    lines = raw[LINE_COLUMN].to_numpy(dtype=np.int64)
-    noted = raw[PROBLEM_COLUMN].notna().to_numpy(dtype=bool)
-    blank = raw[PROBLEM_COLUMN].eq(BLANK).fillna(False).to_numpy(dtype=bool) & noted
-    problem = noted & ~blank
-    duplicate = np.zeros(len(raw), dtype=bool) if earlier is None else earlier >= 0
-    parts: list[pd.DataFrame] = []
-    if problem.any():
-        parts.append(
-            pd.DataFrame(
-                {
-                    "line": lines[problem],
-                    "order_id": _ids_or_none(raw["order_id"][problem]),
-                    "column": UNPARSABLE,
-                    "reason": raw[PROBLEM_COLUMN][problem].to_numpy(dtype=object),
-                }
-            )
-        )
-    if duplicate.any():
-        assert earlier is not None
-        parts.append(
-            pd.DataFrame(
-                {
-                    "line": lines[duplicate],
-                    "order_id": _ids_or_none(raw["order_id"][duplicate]),
-                    "column": "order_id",
-                    "reason": [
-                        f"duplicate order_id (first seen on line {n})" for n in earlier[duplicate]
-                    ],
-                }
-            )
-        )
-    keep = ~problem & ~duplicate & ~blank
-    rest = raw.loc[keep, [c for c in raw.columns if c in OPEN_ORDER_COLUMNS]]
-    rest_lines = lines[keep]
-    if len(rest):
-        batch = score_raw(rest.reset_index(drop=True), model, policy, as_of, lines=rest_lines)
-        scored, rejects = batch.scored, batch.rejects
-        valid = ~np.isin(rest_lines, rejects["line"].to_numpy(dtype=np.int64))
-        destinations = (
-            rest["destination_country"]
-            .astype("string")
-            .str.strip()
-            .str.upper()
-            .to_numpy(dtype=object)[valid]
-        )
-        parts.append(rejects)
-    else:
-        scored = pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
-        destinations = np.zeros(0, dtype=object)
-    if parts:
-        all_rejects = pd.concat([p.astype(object) for p in parts], ignore_index=True)
-        all_rejects = all_rejects.sort_values("line", kind="stable", ignore_index=True)
-    else:
-        all_rejects = pd.DataFrame(columns=list(REJECTS_SCHEMA.names))
+    """Score one raw partition: validate (:func:`validate_partition`), then score the valid
+    orders with :func:`service.scoring.score_columns`; every row ends up in one of the two."""
+    checked = validate_partition(raw, as_of, earlier)
+    return partition_result(checked, score_columns(checked.valid, model, policy, as_of))
+
+
+def partition_result(checked: CheckedPartition, scored: dict[str, np.ndarray]) -> PartitionResult:
+    """The output of one partition: its scores as a table, its rejects, its destinations."""
     return PartitionResult(
-        scored=scored,
-        rejects=all_rejects,
-        destinations=destinations,
-        blank_lines=int(blank.sum()),
+        scored=scored_table(scored),
+        rejects=checked.rejects,
+        destinations=checked.valid["destination_country"],
+        blank_lines=checked.blank_lines,
     )
 
 
 def partition_counts(result: PartitionResult) -> dict[str, Any]:
     """The counts of one partition that a :class:`BatchSummary` adds up (small, picklable)."""
-    pairs = pd.DataFrame(
-        {
-            "destination": result.destinations,
-            "action": result.scored["action"].to_numpy(dtype=object),
-        }
-    ).value_counts(sort=False)
-    by_destination: Counter[tuple[str, str]] = Counter(
-        {(str(d), str(a)): int(n) for (d, a), n in pairs.items()}
-    )
+    by_destination: Counter[tuple[str, str]] = Counter()
+    if result.scored.num_rows:
+        destination = pc.dictionary_encode(result.destinations)
+        action = pc.dictionary_encode(result.scored.column("action").combine_chunks())
+        width = len(action.dictionary)
+        pair = destination.indices.to_numpy() * width + action.indices.to_numpy()
+        counts = np.bincount(pair, minlength=len(destination.dictionary) * width)
+        names = destination.dictionary.to_pylist(), action.dictionary.to_pylist()
+        for code in np.flatnonzero(counts).tolist():
+            key = (str(names[0][code // width]), str(names[1][code % width]))
+            by_destination[key] = int(counts[code])
     by_action: Counter[str] = Counter()
-    for (_, action), n in by_destination.items():
-        by_action[action] += n
+    for (_, action_name), n in by_destination.items():
+        by_action[action_name] += n
     return {
-        "scored": len(result.scored),
-        "rejected": len(result.rejects),
+        "scored": result.scored.num_rows,
+        "rejected": result.rejects.num_rows,
         "blank_lines": result.blank_lines,
         "by_action": by_action,
         "by_destination": by_destination,
-        "rejects_by_column": Counter(result.rejects["column"].tolist()),
+        "rejects_by_column": Counter(result.rejects.column("column").to_pylist()),
     }
 
 
@@ -415,7 +561,7 @@ def progress_bar(console: Console | None) -> Progress:
     )
 
 
-RawChunks = Iterator[tuple[pd.DataFrame, int]]  # (raw partition, progress so far)
+RawChunks = Iterator[tuple[pa.Table, int]]  # (raw partition, progress so far)
 
 
 def raw_chunks(path: Path, chunk_rows: int) -> tuple[RawChunks, int]:
@@ -441,7 +587,9 @@ def raw_chunks(path: Path, chunk_rows: int) -> tuple[RawChunks, int]:
 
 
 def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
-    """Stream INPUT through :func:`score_partition` into OUTPUT and the rejects file."""
+    """Stream INPUT into OUTPUT and the rejects file, chunk by chunk: parse and validate
+    (:func:`validated_chunks`, in a reader thread), score (:func:`score_columns`, here),
+    build the output table and write it (:class:`BackgroundWriter`, in a writer thread)."""
     output_kind(job.output, allow_directory=False)
     output_kind(job.rejects, allow_directory=False)
     started = time.perf_counter()
@@ -449,6 +597,7 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     summary = BatchSummary("local", job.input, job.output, job.rejects)
     sinks: list[TableSink] = []
     writer: BackgroundWriter | None = None
+    rows = 0
     with terminate_as_interrupt(), one_openmp_thread(), progress_bar(console) as progress:
         task = progress.add_task("score", total=total or None, rows=0, rate=0.0)
         try:
@@ -456,18 +605,13 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
             sinks.append(scored_sink)
             rejects_sink = TableSink(job.rejects, REJECTS_SCHEMA)
             sinks.append(rejects_sink)
-            writer = BackgroundWriter(scored_sink, rejects_sink)
-            for raw, earlier, done in prefetch(with_earlier(chunks)):
-                result = score_partition(raw, job.model, job.policy, job.as_of, earlier)
-                writer.put(result.scored, result.rejects)
-                summary.add(result)
+            writer = BackgroundWriter(scored_sink, rejects_sink, summary)
+            for checked, done in prefetch(validated_chunks(chunks, job.as_of)):
+                scored = score_columns(checked.valid, job.model, job.policy, job.as_of)
+                writer.put(checked, scored)
+                rows += checked.input_rows
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.update(
-                    task,
-                    completed=done,
-                    rows=summary.input_rows,
-                    rate=summary.input_rows / elapsed,
-                )
+                progress.update(task, completed=done, rows=rows, rate=rows / elapsed)
             writer.close()
             for sink in sinks:
                 sink.commit()
@@ -482,9 +626,20 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     return summary
 
 
+def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPartition, int]]:
+    """Each raw partition, in order, checked against the order_ids of earlier ones and
+    validated (:func:`validate_partition`), with the progress so far."""
+    seen = SeenIds()
+    for raw, done in chunks:
+        earlier, distinct = seen.scan(raw)
+        yield validate_partition(raw, as_of, earlier, ids_distinct=distinct), done
+
+
 @contextmanager
 def one_openmp_thread() -> Iterator[None]:
-    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set.
+    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set;
+    the model's first, large batch of logit tables is still spread over the cores
+    (:func:`model.hazard.table_threads`), when the reader and writer have little to do.
 
     Reading and writing already run in their own threads; OpenMP threads spinning beside
     them made a 1M-row run 1.7x slower on 2 cores (bench/RESULTS.md)."""
@@ -493,28 +648,28 @@ def one_openmp_thread() -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="openmp"):
+    from model.hazard import table_threads
+
+    with threadpool_limits(limits=1, user_api="openmp"), table_threads(os.cpu_count() or 1):
         yield
 
 
-def with_earlier(chunks: RawChunks) -> Iterator[tuple[pd.DataFrame, np.ndarray, int]]:
-    """Add to each raw partition the earlier-chunk line of its order_ids (in chunk order)."""
-    seen = SeenIds()
-    for raw, done in chunks:
-        yield raw, seen.earlier(raw), done
-
-
 class BackgroundWriter:
-    """Appends (scored, rejects) to their sinks in a thread, in order, while the next chunk
-    is scored; an error in the thread is raised by the next :meth:`put` or :meth:`close`."""
+    """Builds each chunk's output table from its scores (:func:`scored_table`), appends it and
+    the chunk's rejects to their sinks and adds its counts to ``summary``, in a thread, in
+    order, while the next chunk is scored; an error in the thread is raised by the next
+    :meth:`put` or :meth:`close`."""
 
-    def __init__(self, scored: TableSink, rejects: TableSink) -> None:
+    def __init__(self, scored: TableSink, rejects: TableSink, summary: BatchSummary) -> None:
         import queue
 
-        self._queue: queue.Queue[tuple[pd.DataFrame, pd.DataFrame] | None] = queue.Queue(1)
+        self._queue: queue.Queue[tuple[CheckedPartition, dict[str, np.ndarray]] | None] = (
+            queue.Queue(1)
+        )
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._sinks = (scored, rejects)
+        self._summary = summary
         self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
         self._thread.start()
 
@@ -524,8 +679,11 @@ class BackgroundWriter:
             if item is None:
                 return
             try:
-                for sink, frame in zip(self._sinks, item, strict=True):
-                    sink.write(frame)
+                checked, scored = item
+                result = partition_result(checked, scored)
+                self._sinks[0].write_table(result.scored)
+                self._sinks[1].write_table(result.rejects)
+                self._summary.add(result)
             except BaseException as exc:  # handed to the caller
                 self._error = exc
                 return
@@ -534,13 +692,13 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, scored: pd.DataFrame, rejects: pd.DataFrame) -> None:
+    def put(self, checked: CheckedPartition, scored: dict[str, np.ndarray]) -> None:
         import queue
 
         while True:
             self._check()
             try:
-                self._queue.put((scored, rejects), timeout=0.1)
+                self._queue.put((checked, scored), timeout=0.1)
                 return
             except queue.Full:
                 if not self._thread.is_alive():

@@ -9,10 +9,10 @@ never closed, bytes that are not UTF-8) become *problem rows* that carry their l
 order_id when it can be read, and a reason. Python's ``csv`` module is the reference for the
 rare records the fast path cannot decide, so both paths agree on what a field is.
 
-A chunk is a :data:`RawPartition`: the known open-order columns as text, plus
-:data:`LINE_COLUMN` (input line; the 1-based row number for Parquet) and
-:data:`PROBLEM_COLUMN` (the reason a row could not be parsed, :data:`BLANK` for a blank
-line, else missing), in input order.
+A chunk is a *raw partition*, an Arrow table: the known open-order columns (text from CSV;
+as stored in Parquet), plus :data:`LINE_COLUMN` (input line; the 1-based row number for
+Parquet) and :data:`PROBLEM_COLUMN` (the reason a row could not be parsed, :data:`BLANK`
+for a blank line, else null), in input order.
 The local engine and the Dask engine build chunks with the same functions, so they see the
 same rows with the same line numbers.
 """
@@ -61,6 +61,7 @@ __all__ = [
 LINE_COLUMN = "__line__"
 PROBLEM_COLUMN = "__problem__"
 BLANK = "(blank line)"  # PROBLEM_COLUMN of a blank line: skipped, counted, not a row
+NOT_UTF8 = "line is not valid UTF-8 text"
 MAX_RECORD_LINES = 100  # a quoted field spanning more lines is taken as an unclosed quote
 MAX_LINE_BYTES = 64 << 20  # a "line" longer than this means the file is not a CSV
 _BOM = b"\xef\xbb\xbf"
@@ -209,7 +210,7 @@ def _line_layout(arr: np.ndarray, buf: bytes, eof: bool) -> _Lines:
         order = np.argsort(term, kind="stable")
         term, content_end = term[order], content_end[order]
     next_start = term + 1
-    start = np.concatenate([[0], next_start[:-1]]).astype(np.int64)
+    start = np.concatenate([[0], next_start[:-1]])[: len(term)].astype(np.int64)
     if eof and n > (int(next_start[-1]) if len(term) else 0):  # last line without a line end
         start = np.append(start, int(next_start[-1]) if len(term) else 0)
         content_end = np.append(content_end, n)
@@ -401,13 +402,30 @@ def _field_counts(chunk: CsvChunk) -> np.ndarray:
     return counts + 1
 
 
+def _not_utf8(data: bytes, starts: np.ndarray) -> list[int]:
+    """Indices of the records (starting at ``starts``) holding bytes that are not UTF-8."""
+    if not (np.frombuffer(data, dtype=np.uint8) >= 0x80).any():
+        return []
+    bad: list[int] = []
+    view, position = memoryview(data), 0
+    while position < len(data):
+        try:
+            str(view[position:], "utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            k = int(np.searchsorted(starts, position + exc.start, side="right")) - 1
+            bad.append(k)
+            position = int(starts[k + 1]) if k + 1 < len(starts) else len(data)
+    return bad
+
+
 def _problem_row(record: bytes, names: tuple[str, ...]) -> tuple[str | None, str | None]:
     """(order_id when readable, reason) of a record that is not a well-formed row; the reason
     is None when the record is fine after all (Python's csv module is the reference)."""
     try:
         text = record.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "line is not valid UTF-8 text"
+        return None, NOT_UTF8
     if not text.strip():
         return None, "blank"
     try:
@@ -462,15 +480,20 @@ def _python_parse(records: list[bytes], names: tuple[str, ...]) -> tuple[pa.Tabl
     return table, failed
 
 
-def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pd.DataFrame:
-    """A :data:`RawPartition` of the chunk's records (blank lines as :data:`BLANK` rows)."""
+def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pa.Table:
+    """The raw partition of the chunk's records (blank lines as :data:`BLANK` rows)."""
     names = header.names
     starts = chunk.lines.start[chunk.rec_first]
     ends = chunk.lines.end[chunk.rec_last]
     record_lines = chunk.first_line + chunk.rec_first
     good = _field_counts(chunk) == len(names)
     problems: dict[int, tuple[str | None, str]] = {}
+    for undecodable in _not_utf8(chunk.data, starts):  # pyarrow skips ignored columns
+        good[undecodable] = False
+        problems[undecodable] = (None, NOT_UTF8)
     for k in np.flatnonzero(~good):
+        if int(k) in problems:
+            continue
         order_id, reason = _problem_row(chunk.data[starts[k] : ends[k]], names)
         if reason is None:
             good[k] = True
@@ -492,7 +515,7 @@ def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pd.DataFrame:
         extra[PROBLEM_COLUMN] = pa.array([problems[k][1] for k in sorted(problems)], pa.string())
         table = pa.concat_tables([table, pa.table(extra, schema=table.schema)])
         table = table.take(pc.sort_indices(table, [(LINE_COLUMN, "ascending")]))
-    return table.to_pandas()
+    return table
 
 
 def _parse_good(
@@ -583,18 +606,17 @@ def parquet_pieces(path: Path, target_rows: int) -> list[ParquetPiece]:
     return pieces
 
 
-def _with_lines(table: pa.Table, first_row: int) -> pd.DataFrame:
+def _with_lines(table: pa.Table, first_row: int) -> pa.Table:
     keep = [n for n in table.column_names if n in OPEN_ORDER_COLUMNS]
     table = table.select(keep)
     table = table.append_column(
         LINE_COLUMN, pa.array(np.arange(first_row, first_row + table.num_rows), type=pa.int64())
     )
-    table = table.append_column(PROBLEM_COLUMN, pa.nulls(table.num_rows, type=pa.string()))
-    return table.to_pandas()
+    return table.append_column(PROBLEM_COLUMN, pa.nulls(table.num_rows, type=pa.string()))
 
 
-def read_parquet_piece(piece: ParquetPiece) -> pd.DataFrame:
-    """A :data:`RawPartition` of one piece (line = 1-based row number in the input)."""
+def read_parquet_piece(piece: ParquetPiece) -> pa.Table:
+    """The raw partition of one piece (line = 1-based row number in the input)."""
     try:
         file = pq.ParquetFile(piece.path)
         known = [n for n in file.schema_arrow.names if n in OPEN_ORDER_COLUMNS]
@@ -604,15 +626,17 @@ def read_parquet_piece(piece: ParquetPiece) -> pd.DataFrame:
     return _with_lines(table, piece.first_row)
 
 
-def iter_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Stream a Parquet file or directory as :data:`RawPartition` chunks (and bytes read)."""
+def iter_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pa.Table, int]]:
+    """Stream a Parquet file or directory as raw partitions (and bytes read before each)."""
     first_row = 1
     done = 0
     for file in parquet_files(path):
         try:
             handle = pq.ParquetFile(file)
             known = [n for n in handle.schema_arrow.names if n in OPEN_ORDER_COLUMNS]
-            for batch in handle.iter_batches(batch_size=chunk_rows, columns=known):
+            # One thread: the engine already keeps the cores busy (and it costs less CPU).
+            batches = handle.iter_batches(batch_size=chunk_rows, columns=known, use_threads=False)
+            for batch in batches:
                 frame = _with_lines(pa.Table.from_batches([batch]), first_row)
                 first_row += batch.num_rows
                 yield frame, done
@@ -671,10 +695,11 @@ class TableSink:
             self._stream.write((",".join(map(_csv_cell, table.column_names)) + "\n").encode())
             self._header_done = True
         try:
-            body = _csv_rows(table, self.free_text)
+            parts = _csv_rows(table, self.free_text)
         except pa.ArrowInvalid:  # a value needs quotes after all
-            body = _csv_body(table, "needed")
-        self._stream.write(body)
+            parts = [_csv_body(table, "needed")]
+        for part in parts:  # Arrow buffers, written without a copy into Python bytes
+            self._stream.write(part)
 
     def commit(self) -> None:
         if self._parquet is not None:
@@ -696,11 +721,11 @@ class TableSink:
         self.tmp.unlink(missing_ok=True)
 
 
-def _csv_body(table: pa.Table, style: str) -> bytes:
+def _csv_body(table: pa.Table, style: str) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     options = pacsv.WriteOptions(include_header=False, quoting_style=style)
     pacsv.write_csv(table, sink, write_options=options)
-    return bytes(sink.getvalue().to_pybytes())
+    return sink.getvalue()
 
 
 def _csv_cell(text: str) -> str:
@@ -709,25 +734,38 @@ def _csv_cell(text: str) -> str:
     return text
 
 
-def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> bytes:
-    """The CSV body of ``table``, each row's bytes depending on that row alone: a row holding
-    a string that needs quotes (a comma, quote or line end) has its string cells quoted, the
-    others are written bare. So the output does not depend on how rows are cut into chunks
-    (chunk size, engine)."""
+def _csv_rows(table: pa.Table, columns: tuple[str, ...] | None) -> list[pa.Buffer]:
+    """The CSV body of ``table`` (in parts), each row's bytes depending on that row alone: a
+    row holding a string that needs quotes (a comma, quote or line end) has its string cells
+    quoted, the others are written bare. So the output does not depend on how rows are cut
+    into chunks (chunk size, engine)."""
     needs = np.zeros(table.num_rows, dtype=bool)
     for name in columns if columns is not None else table.column_names:
         column = table.column(name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            if not any(_holds_csv_specials(chunk) for chunk in column.chunks):
+                continue
             hit = pc.fill_null(pc.match_substring_regex(column, '[,"\r\n]'), False)
             needs |= hit.to_numpy(zero_copy_only=False)
     if not needs.any():
-        return _csv_body(table, "none")
+        return [_csv_body(table, "none")]
     starts = [0, *(np.flatnonzero(np.diff(needs)) + 1).tolist()]
     ends = [*starts[1:], table.num_rows]
-    return b"".join(
+    return [
         _csv_body(table.slice(start, end - start), "needed" if needs[start] else "none")
         for start, end in zip(starts, ends, strict=True)
-    )
+    ]
+
+
+_CSV_SPECIALS = np.zeros(256, dtype=bool)
+_CSV_SPECIALS[[ord(","), ord('"'), ord("\r"), ord("\n")]] = True
+
+
+def _holds_csv_specials(chunk: pa.Array) -> bool:
+    """Whether any byte of a string array's data is a comma, quote or line end (one pass
+    over the bytes; which rows hold them is then found per row)."""
+    data = chunk.buffers()[2]
+    return data is not None and bool(_CSV_SPECIALS[np.frombuffer(data, dtype=np.uint8)].any())
 
 
 def head_rows(path: Path, rows: int) -> pd.DataFrame:

@@ -4,30 +4,17 @@ events from AfterShip or 17TRACK exports."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from data.importers import (
-    ImportResult,
-    import_olist,
-    import_seller_export,
-    parse_column_map,
-    read_csv_text,
-    rejects_path_for,
-    summarise_reasons,
-    write_import,
-)
-from data.tables import table_format, write_table
-from data.tracking_importers import (
-    TrackingImport,
-    import_17track,
-    import_aftership,
-    write_tracking_import,
-)
 from model.errors import AdvisorError
 from service.cli.common import console, friendly_errors, out, print_rejects_summary
+
+if TYPE_CHECKING:
+    from data.importers import ImportResult
+    from data.tracking_importers import TrackingImport
 
 import_app = typer.Typer(
     name="import",
@@ -49,6 +36,8 @@ EventsOut = Annotated[
 
 def _report(result: ImportResult, out_path: Path) -> None:
     """Write the history and its rejects, then say what was written, skipped and rejected."""
+    from data.importers import rejects_path_for, summarise_reasons, write_import
+    from data.tables import write_table
 
     if result.history.empty:
         rejects_path = rejects_path_for(out_path)
@@ -95,6 +84,8 @@ def olist(
     ] = None,
 ) -> None:
     """Map the public Olist orders table to history; orders never shipped are skipped."""
+    from data.importers import import_olist, read_csv_text
+    from data.tables import table_format
 
     table_format(out_path)
     with console.status(f"reading {orders}"):
@@ -133,6 +124,8 @@ def seller_csv(
     ] = None,
 ) -> None:
     """Map any seller export to history, validating every row as training and scoring do."""
+    from data.importers import import_seller_export, parse_column_map, read_csv_text
+    from data.tables import table_format
 
     table_format(out_path)
     mapping = parse_column_map(column_map or [])
@@ -151,6 +144,10 @@ def seller_csv(
 
 def _report_tracking(result: TrackingImport, input_path: Path, out_path: Path) -> None:
     """Write the events and their rejects, then account for every checkpoint read."""
+
+    from data.importers import rejects_path_for, summarise_reasons
+    from data.tables import write_table
+    from data.tracking_importers import write_tracking_import
 
     rejects_path = rejects_path_for(out_path)
     unmapped = sum(result.unmapped.values())
@@ -204,6 +201,9 @@ TrackingExport = Annotated[
 def aftership(input_path: TrackingExport, out_path: EventsOut) -> None:
     """AfterShip trackings (array, API response or webhook JSON Lines) as tracking events."""
 
+    from data.tables import table_format
+    from data.tracking_importers import import_aftership
+
     table_format(out_path)
     with console.status(f"reading {input_path}"):
         result = import_aftership(input_path)
@@ -214,6 +214,9 @@ def aftership(input_path: TrackingExport, out_path: EventsOut) -> None:
 @friendly_errors
 def seventeen_track(input_path: TrackingExport, out_path: EventsOut) -> None:
     """17TRACK v2 push bodies or gettrackinfo responses as tracking events."""
+
+    from data.tables import table_format
+    from data.tracking_importers import import_17track
 
     table_format(out_path)
     with console.status(f"reading {input_path}"):

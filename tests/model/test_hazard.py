@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from data.generate import DEFAULT_AS_OF as AS_OF
+from model import hazard as hazard_module
 from model.artifact import MODEL_FILE, load_model, save_model
-from model.hazard import DiscreteTimeHazard
+from model.hazard import DiscreteTimeHazard, conditional_from_curves, table_threads
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
 
@@ -119,3 +120,53 @@ def test_curves_stay_right_while_other_threads_evict_them(
 def test_no_keys_give_no_curves(model: AdvisorModel) -> None:
     curves = model.hazard.survival_curves(np.zeros(0, dtype=np.int64))
     assert curves.shape == (0, model.hazard.horizon_days)
+
+
+def test_conditional_survival_reads_the_cached_curves_as_the_reference_does(
+    model: AdvisorModel, open_orders: pd.DataFrame
+) -> None:
+    """Rows are read straight from the cache's matrix; the values are those gathered from
+    the stacked curves of each key (the shared reference), whatever the cache size."""
+    valid = validate_open_orders(open_orders, as_of=AS_OF).valid
+    features = model.hazard.encoder_.transform(valid)
+    rng = np.random.default_rng(4)
+    elapsed = rng.integers(0, 300, len(valid))
+    horizons = np.column_stack([elapsed + rng.integers(-5, 60, len(valid)), elapsed + 90])
+    expected = conditional_from_curves(
+        model.hazard.survival_curves,
+        features.curve_key,
+        elapsed,
+        horizons,
+        model.hazard.horizon_days,
+    )
+    fresh: AdvisorModel = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(
+        fresh.hazard.conditional_survival(features, elapsed, horizons), expected
+    )
+    small: AdvisorModel = pickle.loads(pickle.dumps(model))
+    small.hazard.cache_size = 3  # more keys than the cache holds
+    np.testing.assert_array_equal(
+        small.hazard.conditional_survival(features, elapsed, horizons), expected
+    )
+    assert len(small.hazard._cache) <= 3
+
+
+def test_tables_computed_on_threads_are_the_same(
+    model: AdvisorModel, keys: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = pickle.loads(pickle.dumps(model)).hazard.survival_curves(keys)
+    monkeypatch.setattr(hazard_module, "_ROWS_PER_TABLE_THREAD", 10)
+    threaded = pickle.loads(pickle.dumps(model)).hazard
+    rows: list[int] = []
+    decision = threaded.classifier_.decision_function
+
+    def counted(X: np.ndarray) -> np.ndarray:
+        rows.append(len(X))
+        return decision(X)
+
+    monkeypatch.setattr(threaded.classifier_, "decision_function", counted)
+    with table_threads(2):
+        np.testing.assert_array_equal(threaded.survival_curves(keys), reference)
+    # Each part's batch (lane, season, base) was cut in two halves, one per thread.
+    assert len(rows) == 6
+    assert all(abs(a - b) <= 1 for a, b in zip(rows[::2], rows[1::2], strict=True))

@@ -10,10 +10,19 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from model import schema
 from model.errors import SchemaError
-from model.schema import REJECT_COLUMNS, validate_history, validate_open_orders
+from model.schema import (
+    REJECT_COLUMNS,
+    validate_history,
+    validate_open_orders,
+    validate_open_orders_table,
+)
 
 AS_OF = date(2026, 11, 1)
 GOOD = {
@@ -52,6 +61,7 @@ BAD_ORDERS: list[tuple[dict[str, str], str, str]] = [
     (order("B9", extensions="-1"), "extensions", "negative extensions"),
     (order("B10", extensions="1.5"), "extensions", "'1.5' is not a whole number"),
     (order("B11", extensions="two"), "extensions", "'two' is not a whole number"),
+    (order("B11i", extensions="inf"), "extensions", "'inf' is not a whole number"),
     (order("B12", weight_g="heavy"), "weight_g", "'heavy' is not a number"),
     (order("B13", destination_country=" "), "destination_country", "missing required value"),
     (order("B14", shipped_at=""), "shipped_at", "missing required value"),
@@ -229,3 +239,125 @@ def test_as_of_outside_the_date_range_is_refused_whole() -> None:
     assert str(caught.value) == (
         "as_of 2262-05-01 is out of the supported range 1900-01-01 to 2199-12-31"
     )
+
+
+# -- the fast paths (Arrow) and the reference parsers (pandas) agree ----------------------
+DATE_CELLS = [
+    "2026-10-01",
+    "2026-09-15",
+    "1900-01-01",
+    "2199-12-31",
+    "2024-02-29",
+    "2026-02-30",
+    "2026-13-01",
+    "1899-12-31",
+    "2200-01-01",
+    "0000-01-01",
+    "2300-05-05",
+    "2026-1-05",
+    " 2026-09-20 ",
+    "2026-09-20T10:00:00+05:00",
+    "2026-09-20 23:59:59",
+    "20260920",
+    "nan",
+    "",
+    "   ",
+]
+NUMBER_CELLS = [
+    "0",
+    "1",
+    "2",
+    "12.5",
+    "198.0",
+    "5.",
+    ".5",
+    "0.000",
+    " 7 ",
+    "1e3",
+    "-1",
+    "-0",
+    "+4",
+    "0x10",
+    "1_000",
+    "1.2.3",
+    "1.5",
+    "inf",
+    "nan",
+    "\uff11\uff12",
+    "12345678901234567",
+    "99999999999999999999",
+    "",
+]
+cells = st.fixed_dictionaries(
+    {
+        "shipped_at": st.sampled_from(DATE_CELLS[:5] + DATE_CELLS[5:]),
+        "deadline": st.sampled_from(DATE_CELLS),
+        "delivered_at": st.sampled_from(DATE_CELLS),
+        "extensions": st.sampled_from(NUMBER_CELLS),
+        "weight_g": st.sampled_from(NUMBER_CELLS),
+        "declared_value_usd": st.sampled_from(NUMBER_CELLS),
+    }
+)
+
+
+def reference_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every date and number column goes through the pandas parsers."""
+    monkeypatch.setattr(schema, "_plain_dates", lambda text, blank: None)
+    monkeypatch.setattr(schema, "_plain_numbers", lambda text, blank: None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(cells, min_size=1, max_size=12),
+    plain=st.lists(st.sampled_from(["2026-10-01", "2026-09-15", "7", "12.5"]), max_size=3),
+)
+def test_fast_paths_give_the_reference_values_and_reasons(
+    rows: list[dict[str, str]], plain: list[str]
+) -> None:
+    # Columns made of plain cells take the fast path; any other cell sends the whole column
+    # to the reference parsers. Both must give the same frames, reasons and lines.
+    frame = csv_frame([order(f"O{i}", **row) for i, row in enumerate(rows)], OPEN_COLUMNS)
+    for k, value in enumerate(plain):  # some all-plain columns, so both paths are taken
+        column = ["deadline", "weight_g", "declared_value_usd"][k]
+        frame[column] = value if column != "deadline" else "2026-12-31"
+    fast = validate_open_orders(frame, as_of=AS_OF)
+    with pytest.MonkeyPatch.context() as patch:
+        reference_only(patch)
+        reference = validate_open_orders(frame, as_of=AS_OF)
+    pd.testing.assert_frame_equal(fast.valid, reference.valid, check_exact=True)
+    pd.testing.assert_frame_equal(fast.rejects, reference.rejects, check_exact=True)
+    table = validate_open_orders_table(
+        pa.Table.from_pandas(frame, preserve_index=False), as_of=AS_OF
+    )
+    assert table.rejects.to_pylist() == [
+        {**row, "order_id": row["order_id"]} for row in reference.rejects.to_dict("records")
+    ]
+    assert table.valid["line"].tolist() == reference.valid["line"].tolist()
+    for name in ("shipped_at", "deadline", "delivered_at", "extensions", "weight_g"):
+        np.testing.assert_array_equal(table.valid[name], reference.valid[name].to_numpy())
+
+
+def test_table_and_frame_validation_agree_on_every_bad_row() -> None:
+    rows = [order("A1", destination_country="br")] + [row for row, _, _ in BAD_ORDERS]
+    frame = csv_frame(
+        [*rows, order("A2", extensions="2", destination_region=" sp ")],
+        [*OPEN_COLUMNS, "destination_region"],
+    )
+    from_frame = validate_open_orders(frame, as_of=AS_OF)
+    from_table = validate_open_orders_table(
+        pa.Table.from_pandas(frame, preserve_index=False), as_of=AS_OF
+    )
+    assert from_table.rejects.column_names == list(REJECT_COLUMNS)
+    assert [tuple(r.values()) for r in from_table.rejects.to_pylist()] == [
+        (line, None if pd.isna(order_id) else order_id, column, reason)
+        for line, order_id, column, reason in from_frame.rejects.itertuples(index=False)
+    ]
+    assert list(from_table.valid) == list(from_frame.valid.columns)
+    for name, values in from_table.valid.items():
+        expected = from_frame.valid[name]
+        if isinstance(values, pa.Array):  # text: Arrow nulls where the frame holds NA
+            assert values.to_pylist() == [None if pd.isna(v) else v for v in expected], name
+        else:
+            np.testing.assert_array_equal(values, expected.to_numpy(), err_msg=name)
+            assert values.dtype == expected.dtype, name
+    assert from_table.valid["destination_region"].to_pylist()[-1] == "SP"

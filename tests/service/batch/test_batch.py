@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -296,8 +297,8 @@ def test_scheduler_needs_dask_engine(tmp_path: Path, trained_model_dir: Path) ->
 # -- the reader on its own ----------------------------------------------------------------
 def raw_rows(path: Path, chunk_rows: int) -> pd.DataFrame:
     header = csv_header(path, "csv")
-    frames = [parse_csv_chunk(c, header) for c in CsvSplitter(path, "csv", header, chunk_rows)]
-    return pd.concat(frames, ignore_index=True)
+    tables = [parse_csv_chunk(c, header) for c in CsvSplitter(path, "csv", header, chunk_rows)]
+    return pa.concat_tables(tables).to_pandas()
 
 
 def test_reader_line_numbers_do_not_depend_on_chunk_size(tmp_path: Path) -> None:
@@ -325,6 +326,37 @@ def test_a_long_unclosed_quote_costs_only_its_own_line(tmp_path: Path) -> None:
     assert frame["__line__"].tolist() == list(range(2, 153))
     assert frame["__problem__"].iloc[0] == "unparsable CSV (unbalanced quotes)"
     assert frame["__problem__"].iloc[1:].isna().all()
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_bytes_that_are_not_utf8_reject_their_line_even_in_an_ignored_column(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    source = tmp_path / "u.csv"
+    rows = [f"{good(name)},note" for name in ("A", "B", "C")]
+    source.write_bytes(
+        (HEADER + ",notes\n" + rows[0] + "\n").encode()
+        + rows[1].encode()[:-4]
+        + b"\xff\xfe\n"
+        + (rows[2] + ",\xfcber\n").encode("latin-1")  # one field too many, and not UTF-8
+        + f"{good('D')},\u00fcber\n".encode()
+    )
+    frame = raw_rows(source, chunk_rows)
+    assert frame["__line__"].tolist() == [2, 3, 4, 5]
+    assert frame["__problem__"].tolist()[1:3] == ["line is not valid UTF-8 text"] * 2
+    assert frame["order_id"].tolist()[0::3] == ["A", "D"]
+    assert frame["__problem__"].isna().tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_an_unclosed_quote_on_the_last_line_without_a_line_end(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    source = tmp_path / "q.csv"
+    source.write_bytes((HEADER + "\n" + good("A") + '\nB,"DE,x').encode())
+    frame = raw_rows(source, chunk_rows)
+    assert frame["__line__"].tolist() == [2, 3]
+    assert frame["__problem__"].tolist()[1] == "unparsable CSV (unbalanced quotes)"
 
 
 def test_invalid_utf8_line_is_rejected_alone(tmp_path: Path) -> None:
@@ -406,6 +438,29 @@ def test_interrupted_run_leaves_no_output(
         assert left == [], left
         assert process.returncode == (130 if sig == signal.SIGINT else 143)
         assert b"Traceback" not in stderr
+
+
+def test_scoring_with_the_local_engine_loads_no_server_cluster_or_plotting_library(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """``score`` imports what it uses: the CLI module assembles every command, but the HTTP
+    service, Dask and matplotlib stay unloaded (they cost start-up time)."""
+    source = write_csv(tmp_path / "orders.csv", [good("A")])
+    out = tmp_path / "o.csv"
+    args = ["score", str(source), "--out", str(out), "--model", str(trained_model_dir)]
+    program = (
+        "import sys\n"
+        "from service.cli import app\n"
+        f"app({[*args, '--as-of', AS_OF.isoformat()]!r}, standalone_mode=False)\n"
+        "heavy = {'fastapi', 'starlette', 'uvicorn', 'dask', 'distributed', 'matplotlib'}\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    assert pd.read_csv(out)["order_id"].tolist() == ["A"]
 
 
 def test_order_ids_that_need_quotes_survive_the_round_trip(

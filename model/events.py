@@ -41,12 +41,15 @@ __all__ = [
     "REQUIRED_EVENT_COLUMNS",
     "TERMINAL_MILESTONES",
     "MatchedEvents",
+    "OrderScans",
     "ScanState",
     "ScanTable",
     "ValidatedEvents",
+    "concat_events",
     "match_events",
     "milestone_names",
     "scan_state",
+    "scans_of_orders",
     "validate_events",
 ]
 
@@ -146,6 +149,22 @@ class ValidatedEvents:
             }
         )
 
+    def without_duplicates(self) -> ValidatedEvents:
+        """The scans with every exact repeat of an earlier one dropped (and counted)."""
+        duplicate = _exact_duplicates(self.order_id, self.time_ns, self.code, self.text)
+        if not duplicate.any():
+            return self
+        unique = pa.array(~duplicate)
+        return ValidatedEvents(
+            line=self.line[~duplicate],
+            order_id=self.order_id.filter(unique),
+            time_ns=self.time_ns[~duplicate],
+            code=self.code[~duplicate],
+            text={name: values.filter(unique) for name, values in self.text.items()},
+            rejects=self.rejects,
+            duplicates=self.duplicates + int(duplicate.sum()),
+        )
+
     def scan_table(self) -> ScanTable:
         """The valid scans packed by order (:class:`ScanTable`)."""
         if self.n_valid == 0:
@@ -161,13 +180,17 @@ class ValidatedEvents:
 
 
 def validate_events(
-    events: pd.DataFrame | pa.Table, *, lines: Sequence[int] | np.ndarray | None = None
+    events: pd.DataFrame | pa.Table,
+    *,
+    lines: Sequence[int] | np.ndarray | None = None,
+    drop_duplicates: bool = True,
 ) -> ValidatedEvents:
     """Validate raw scans, a frame or an Arrow table (see README, "Tracking scans"); every bad
     row is listed.
 
     Milestones are matched case-insensitively; an exact duplicate of an earlier valid scan
-    (same order, time, milestone, carrier, location and description) counts once.
+    (same order, time, milestone, carrier, location and description) counts once (unless
+    ``drop_duplicates`` is False: a chunk of a larger input, see :func:`concat_events`).
     """
     is_table = isinstance(events, pa.Table)
     names = list(events.column_names) if is_table else [str(c) for c in events.columns]
@@ -223,8 +246,6 @@ def validate_events(
         )
         for name in OPTIONAL_EVENT_COLUMNS
     }
-    duplicate = _exact_duplicates(order_text, time_ns, codes, text)
-    unique = pa.array(~duplicate)
     rejects = pd.DataFrame(
         {
             "line": line[failed],
@@ -242,48 +263,64 @@ def validate_events(
         },
         columns=list(REJECT_COLUMNS),
     )
-    return ValidatedEvents(
-        line=line[keep][~duplicate],
-        order_id=order_text.filter(unique),
-        time_ns=time_ns[~duplicate],
-        code=codes[~duplicate],
-        text={name: values.filter(unique) for name, values in text.items()},
+    validated = ValidatedEvents(
+        line=line[keep],
+        order_id=order_text,
+        time_ns=time_ns,
+        code=codes,
+        text=text,
         rejects=rejects,
-        duplicates=int(duplicate.sum()),
     )
+    return validated.without_duplicates() if drop_duplicates else validated
 
 
 _MILESTONE_ARRAY = pa.array(MILESTONES, type=pa.string())
 
 
+def concat_events(parts: Sequence[ValidatedEvents]) -> ValidatedEvents:
+    """Validated chunks of one input, in input order, as one (duplicates not yet dropped)."""
+    if not parts:
+        return validate_events(pa.table({c: pa.array([], pa.string()) for c in EVENT_COLUMNS}))
+    return ValidatedEvents(
+        line=np.concatenate([p.line for p in parts]),
+        order_id=pa.concat_arrays([p.order_id for p in parts]),
+        time_ns=np.concatenate([p.time_ns for p in parts]),
+        code=np.concatenate([p.code for p in parts]),
+        text={
+            name: pa.concat_arrays([p.text[name] for p in parts]) for name in OPTIONAL_EVENT_COLUMNS
+        },
+        rejects=pd.concat([p.rejects for p in parts], ignore_index=True),
+        duplicates=sum(p.duplicates for p in parts),
+    )
+
+
 def _exact_duplicates(
     order_id: pa.Array, time_ns: np.ndarray, code: np.ndarray, text: dict[str, pa.Array]
 ) -> np.ndarray:
-    """Which scans repeat an earlier one exactly: candidates share order, time and milestone
-    (found by sorting numbers), and only those few are compared on their free text."""
+    """Which scans repeat an earlier one exactly (same order, time, milestone and free text):
+    every column as integer codes (Arrow dictionary encoding), then one stable sort."""
     n = len(time_ns)
-    duplicate = np.zeros(n, dtype=bool)
     if n < 2:
-        return duplicate
-    owner = pc.dictionary_encode(order_id).indices.to_numpy(zero_copy_only=False)
-    order = np.lexsort((code, time_ns, owner))  # stable: input order within equal keys
-    same = (
-        (np.diff(owner[order]) == 0) & (np.diff(time_ns[order]) == 0) & (np.diff(code[order]) == 0)
-    )
-    if not same.any():
-        return duplicate
-    candidates = np.union1d(order[1:][same], order[:-1][same])
-    candidates.sort()  # input order: the first of equal scans is kept
-    rows = pa.array(candidates, type=pa.int64())
-    free = [values.take(rows).to_pylist() for values in text.values()]
-    seen: set[tuple[object, ...]] = set()
-    for position, row in enumerate(candidates.tolist()):
-        key = (int(owner[row]), int(time_ns[row]), int(code[row]), *(f[position] for f in free))
-        if key in seen:
-            duplicate[row] = True
-        else:
-            seen.add(key)
+        return np.zeros(n, dtype=bool)
+    keys = [_codes(order_id), time_ns, code.astype(np.int64)]
+    keys += [_codes(values) for values in text.values() if values.null_count < len(values)]
+    order = np.lexsort(keys[::-1])  # stable: input order within equal keys
+    same = np.ones(n - 1, dtype=bool)
+    for key in keys:
+        sorted_key = key[order]
+        same &= sorted_key[1:] == sorted_key[:-1]
+    duplicate = np.zeros(n, dtype=bool)
+    duplicate[order[1:][same]] = True  # every later copy of a run of equal scans
     return duplicate
+
+
+def _codes(values: pa.Array) -> np.ndarray:
+    """Integer codes of Arrow text, equal exactly where the texts are (null: -1)."""
+    return (
+        pc.fill_null(pc.dictionary_encode(values).indices, -1)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int64)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -464,6 +501,67 @@ def match_events(table: ScanTable, order_ids: np.ndarray, shipped_at: np.ndarray
         rejects=rejects.sort_values("line", kind="stable").reset_index(drop=True),
         unknown_orders=unknown_orders,
         unknown_scans=int((~known).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class OrderScans:
+    """The scans of one batch of orders (:func:`scans_of_orders`): row ``i`` of the batch is
+    order ``i`` of ``table``; ``early_*`` describe the scans left out as dated before their
+    order's shipment; ``orders``/``scans`` count the orders of the batch that had scans in the
+    source table and those scans (left out ones included)."""
+
+    table: ScanTable
+    early_line: np.ndarray
+    early_order_id: np.ndarray
+    early_reason: np.ndarray
+    orders: int
+    scans: int
+
+
+def scans_of_orders(source: ScanTable, order_ids: np.ndarray, shipped_at: np.ndarray) -> OrderScans:
+    """The scans of ``order_ids`` (distinct) taken from ``source``, aligned with them, without
+    those dated before the order's ``shipped_at`` (reported, as :func:`match_events` does).
+
+    The cost is in proportion to the orders and their scans, not to ``source``: batch
+    scoring takes each chunk's scans from the whole file's table this way."""
+    order_ids = np.asarray(order_ids, dtype=object)
+    n = len(order_ids)
+    position = source.lookup(order_ids)
+    has = position >= 0
+    start = np.where(has, source.offsets[np.maximum(position, 0)], 0)
+    count = np.where(has, source.offsets[np.maximum(position, 0) + 1] - start, 0)
+    owner = np.repeat(np.arange(n), count)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    taken = np.repeat(start - first, count) + np.arange(int(count.sum()))
+    shipped_day = (
+        np.asarray(shipped_at, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+    )
+    day = source.day[taken]
+    early = day < shipped_day[owner]
+    kept = ~early
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner[kept], minlength=n))])
+    table = ScanTable(
+        order_ids=order_ids,
+        offsets=offsets.astype(np.int64),
+        day=day[kept],
+        code=source.code[taken][kept],
+        line=source.line[taken][kept],
+    )
+    early_day, early_owner = day[early], owner[early]
+    return OrderScans(
+        table=table,
+        early_line=source.line[taken][early],
+        early_order_id=order_ids[early_owner],
+        early_reason=np.asarray(
+            [
+                f"scan dated {_iso(d)}, before the order's shipped_at ({_iso(s)})"
+                for d, s in zip(early_day, shipped_day[early_owner], strict=True)
+            ],
+            dtype=object,
+        ),
+        orders=int(has.sum()),
+        scans=int(count.sum()),
     )
 
 

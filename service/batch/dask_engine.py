@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from model.errors import AdvisorError, InputFileError
+from model.events import ScanTable
 from model.predictor import AdvisorModel
 from model.schema import OPEN_ORDER_COLUMNS
 from service.batch.engine import (
@@ -55,6 +56,7 @@ from service.batch.engine import (
     BatchJob,
     BatchSummary,
     SeenIds,
+    load_job_scans,
     one_openmp_thread,
     order_id_hashes,
     partition_counts,
@@ -171,15 +173,17 @@ def score_and_write(
     rejects_dir: str,
     number: int,
     earlier: tuple[np.ndarray, np.ndarray] | None = None,
+    scans: ScanTable | None = None,
 ) -> dict[str, Any]:
     """Score partition ``number`` with :func:`score_partition`, ``earlier`` = (positions,
-    first lines) of its rows whose order_id an earlier partition holds; write its two part
-    files (replacing any from a previous attempt) and return its counts."""
+    first lines) of its rows whose order_id an earlier partition holds, ``scans`` the events
+    file's table; write its two part files (replacing any from a previous attempt) and
+    return its counts (with its scans dated before shipment)."""
     first = np.full(len(raw), -1, dtype=np.int64)
     if earlier is not None:
         positions, lines = earlier
         first[positions] = lines
-    result = score_partition(raw, model, policy, as_of, first)
+    result = score_partition(raw, model, policy, as_of, first, scans)
     name = f"part.{number:05d}.parquet"
     pq.write_table(result.scored, os.path.join(scored_dir, name))
     pq.write_table(result.rejects, os.path.join(rejects_dir, name))
@@ -193,12 +197,15 @@ def score_first(
     as_of: Any,
     scored_dir: str,
     rejects_dir: str,
+    scans: ScanTable | None = None,
     partition_info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The one pass: score and write a partition as if no earlier partition held its ids;
     return (one row) its number, counts and order_ids (:func:`partition_ids`)."""
     number = int(partition_info["number"]) if partition_info else 0
-    counts = score_and_write(raw, model, policy, as_of, scored_dir, rejects_dir, number)
+    counts = score_and_write(
+        raw, model, policy, as_of, scored_dir, rejects_dir, number, scans=scans
+    )
     return pd.DataFrame({"partition": [number], "counts": [counts], "ids": [partition_ids(raw)]})
 
 
@@ -209,12 +216,15 @@ def rescore_piece(
     as_of: Any,
     scored_dir: str,
     rejects_dir: str,
+    scans: ScanTable | None,
     number: int,
     earlier: tuple[np.ndarray, np.ndarray],
 ) -> dict[str, Any]:
     """Read piece ``number`` again and score it knowing its ids seen in earlier partitions."""
     raw = load_piece(piece)
-    return score_and_write(raw, model, policy, as_of, scored_dir, rejects_dir, number, earlier)
+    return score_and_write(
+        raw, model, policy, as_of, scored_dir, rejects_dir, number, earlier, scans
+    )
 
 
 _FIRST_META = pd.DataFrame(
@@ -388,6 +398,7 @@ def _score_on_cluster(
     on_final: Callable[[int, dict[str, Any]], None],
     summary: BatchSummary,
     started: float,
+    scans: ScanTable | None = None,
 ) -> None:
     """Score every partition once (one graph: each piece is read once), then again only those
     holding an id of an earlier partition; ``on_final(number, counts)`` as each is final."""
@@ -405,8 +416,9 @@ def _score_on_cluster(
     summary.workers = len(client.scheduler_info()["workers"])
     phases["workers"] = time.perf_counter() - started
     model = client.scatter(job.model, broadcast=True, hash=False)
+    table = None if scans is None else client.scatter(scans, broadcast=True, hash=False)
     phases["scatter"] = time.perf_counter() - started
-    args = (model, job.policy, job.as_of, str(scored_dir), str(rejects_dir))
+    args = (model, job.policy, job.as_of, str(scored_dir), str(rejects_dir), table)
     first = raw.map_partitions(score_first, *args, meta=_FIRST_META, enforce_metadata=False)
     running = as_completed(client.compute(first.to_delayed()))
     phases["submitted"] = time.perf_counter() - started
@@ -461,6 +473,7 @@ def run_dask(
     output_kind(job.rejects, allow_directory=False)
     pieces, columns = plan_pieces(job.input, job.chunk_rows)
     summary = BatchSummary("dask", job.input, job.output, job.rejects)
+    scans = load_job_scans(job, summary)
     job.output.parent.mkdir(parents=True, exist_ok=True)
     scored_dir = temp_path_for(job.output, "parts")
     rejects_dir = temp_path_for(job.output, "rejects-parts")
@@ -500,12 +513,15 @@ def run_dask(
                         on_final,
                         summary,
                         started,
+                        scans,
                     )
                     phases["scored"] = time.perf_counter() - started
             else:
                 on_final(0, _empty_parts(scored_dir, rejects_dir))
             for number in sorted(counts_by_number):
                 summary.add_counts(**counts_by_number[number])
+            if summary.scans is not None:
+                summary.scans.write_rejects()
             for sink in sinks:
                 sink.commit()
             if out_kind == "parquet-dir":

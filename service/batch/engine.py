@@ -56,12 +56,20 @@ from rich.progress import (
 from rich.table import Table
 
 from model.errors import InputFileError
+from model.events import OrderScans, ScanTable, scans_of_orders
+from model.features import column
 from model.predictor import AdvisorModel
 from model.schema import (
     OPEN_ORDER_COLUMNS,
     ValidatedColumns,
     strip_text,
     validate_open_orders_table,
+)
+from service.batch.events import (
+    BatchScans,
+    default_events_rejects_path,
+    early_rejects,
+    read_batch_scans,
 )
 from service.batch.files import (
     BLANK,
@@ -89,6 +97,7 @@ __all__ = [
     "BatchSummary",
     "CheckedPartition",
     "PartitionResult",
+    "ScanCounts",
     "SeenIds",
     "Terminated",
     "order_id_hashes",
@@ -96,6 +105,7 @@ __all__ = [
     "partition_result",
     "print_summary",
     "run_local",
+    "score_checked",
     "score_partition",
     "scored_table",
     "terminate_as_interrupt",
@@ -289,6 +299,7 @@ class PartitionResult:
     rejects: pa.Table
     destinations: pa.Array
     blank_lines: int = 0
+    scans: OrderScans | None = None  # the partition's scans, with --events
 
 
 @dataclass(frozen=True)
@@ -396,20 +407,42 @@ def score_partition(
     policy: PolicyConfig,
     as_of: date,
     earlier: np.ndarray | None = None,
+    scans: ScanTable | None = None,
 ) -> PartitionResult:
     """Score one raw partition: validate (:func:`validate_partition`), then score the valid
-    orders with :func:`service.scoring.score_columns`; every row ends up in one of the two."""
+    orders (:func:`score_checked`); every row ends up in one of the two."""
     checked = validate_partition(raw, as_of, earlier)
-    return partition_result(checked, score_columns(checked.valid, model, policy, as_of))
+    scored, taken = score_checked(checked, model, policy, as_of, scans)
+    return partition_result(checked, scored, taken)
 
 
-def partition_result(checked: CheckedPartition, scored: dict[str, np.ndarray]) -> PartitionResult:
+def score_checked(
+    checked: CheckedPartition,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: date,
+    scans: ScanTable | None = None,
+) -> tuple[dict[str, np.ndarray], OrderScans | None]:
+    """:func:`service.scoring.score_columns` on the partition's valid orders, with their own
+    scans taken from ``scans`` (the events file's table) when given."""
+    if scans is None:
+        return score_columns(checked.valid, model, policy, as_of), None
+    taken = scans_of_orders(scans, column(checked.valid, "order_id"), checked.valid["shipped_at"])
+    rows = np.arange(taken.table.n_orders, dtype=np.int64)
+    scored = score_columns(checked.valid, model, policy, as_of, scans=taken.table, scan_rows=rows)
+    return scored, taken
+
+
+def partition_result(
+    checked: CheckedPartition, scored: dict[str, np.ndarray], scans: OrderScans | None = None
+) -> PartitionResult:
     """The output of one partition: its scores as a table, its rejects, its destinations."""
     return PartitionResult(
         scored=scored_table(scored),
         rejects=checked.rejects,
         destinations=checked.valid["destination_country"],
         blank_lines=checked.blank_lines,
+        scans=scans,
     )
 
 
@@ -429,6 +462,7 @@ def partition_counts(result: PartitionResult) -> dict[str, Any]:
     by_action: Counter[str] = Counter()
     for (_, action_name), n in by_destination.items():
         by_action[action_name] += n
+    taken = result.scans
     return {
         "scored": result.scored.num_rows,
         "rejected": result.rejects.num_rows,
@@ -436,6 +470,11 @@ def partition_counts(result: PartitionResult) -> dict[str, Any]:
         "by_action": by_action,
         "by_destination": by_destination,
         "rejects_by_column": Counter(result.rejects.column("column").to_pylist()),
+        "scan_orders": taken.orders if taken is not None else 0,
+        "scans_taken": taken.scans if taken is not None else 0,
+        "early_scans": early_rejects(taken)
+        if taken is not None and len(taken.early_line)
+        else None,
     }
 
 
@@ -451,6 +490,8 @@ class BatchJob:
     policy: PolicyConfig
     as_of: date
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    events: Path | None = None  # the open orders' carrier scans
+    events_rejects: Path | None = None  # their rejects (set when ``events`` is)
 
     @classmethod
     def create(
@@ -463,14 +504,38 @@ class BatchJob:
         as_of: date,
         rejects: Path | None = None,
         chunk_rows: int | None = None,
+        events: Path | None = None,
+        events_rejects: Path | None = None,
     ) -> BatchJob:
         rejects = rejects if rejects is not None else default_rejects_path(output)
         if rejects.resolve() == output.resolve():
             raise InputFileError(f"{rejects}: the rejects file cannot be OUTPUT itself")
-        if input_path.resolve() in (output.resolve(), rejects.resolve()):
+        outputs = [output.resolve(), rejects.resolve()]
+        if events is not None:
+            if events_rejects is None:
+                events_rejects = default_events_rejects_path(output)
+            if events_rejects.resolve() in outputs:
+                raise InputFileError(
+                    f"{events_rejects}: the events rejects file cannot also be OUTPUT or the"
+                    " rejects file"
+                )
+            outputs.append(events_rejects.resolve())
+            if events.resolve() in outputs:
+                raise InputFileError(f"{events}: EVENTS cannot also be an output of the run")
+        elif events_rejects is not None:
+            raise InputFileError("--events-rejects needs --events")
+        if input_path.resolve() in outputs:
             raise InputFileError(f"{input_path}: INPUT cannot also be an output of the run")
         return cls(
-            input_path, output, rejects, model, policy, as_of, chunk_rows or DEFAULT_CHUNK_ROWS
+            input_path,
+            output,
+            rejects,
+            model,
+            policy,
+            as_of,
+            chunk_rows or DEFAULT_CHUNK_ROWS,
+            events,
+            events_rejects,
         )
 
 
@@ -493,6 +558,10 @@ class BatchSummary:
     workers: int = 0
     # Seconds from the start at which each phase of a Dask run ended (for benchmarks).
     phases: dict[str, float] = field(default_factory=dict)
+    scans: ScanCounts | None = None  # with --events
+
+    def start_scans(self, scans: BatchScans, rejects_path: Path) -> None:
+        self.scans = ScanCounts(scans, rejects_path)
 
     @property
     def input_rows(self) -> int:
@@ -510,7 +579,12 @@ class BatchSummary:
         by_action: Counter[str],
         by_destination: Counter[tuple[str, str]],
         rejects_by_column: Counter[str],
+        scan_orders: int = 0,
+        scans_taken: int = 0,
+        early_scans: pd.DataFrame | None = None,
     ) -> None:
+        if self.scans is not None:
+            self.scans.add(scan_orders, scans_taken, early_scans)
         self.scored += scored
         self.rejected += rejected
         self.blank_lines += blank_lines
@@ -523,6 +597,69 @@ class BatchSummary:
     def invariant_line(self) -> str:
         return (
             f"scored {self.scored:,} + rejected {self.rejected:,} = {self.input_rows:,} input rows"
+        )
+
+
+@dataclass
+class ScanCounts:
+    """What became of the events file's rows in a run (``score --events``)."""
+
+    source: BatchScans
+    rejects_path: Path
+    orders_matched: int = 0  # scored orders that had scans
+    scans_matched: int = 0  # their scans (early ones included)
+    early: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, orders: int, scans: int, early: pd.DataFrame | None) -> None:
+        self.orders_matched += orders
+        self.scans_matched += scans
+        if early is not None and len(early):
+            self.early.append(early)
+
+    @property
+    def early_count(self) -> int:
+        return sum(len(part) for part in self.early)
+
+    @property
+    def used(self) -> int:
+        return self.scans_matched - self.early_count
+
+    @property
+    def rejected(self) -> int:
+        return len(self.source.rejects) + self.early_count
+
+    @property
+    def unknown_orders(self) -> int:
+        table = self.source.table
+        return int((np.diff(table.offsets) > 0).sum()) - self.orders_matched
+
+    @property
+    def unknown_scans(self) -> int:
+        return self.source.scans - self.scans_matched
+
+    def rejects(self) -> pa.Table:
+        """Every scan left out, sorted by line (:data:`REJECTS_SCHEMA`)."""
+        frame = pd.concat([self.source.rejects, *self.early], ignore_index=True)
+        frame = frame.sort_values("line", kind="stable").reset_index(drop=True)
+        return pa.Table.from_pandas(frame, schema=REJECTS_SCHEMA, preserve_index=False)
+
+    def write_rejects(self) -> None:
+        sink = TableSink(self.rejects_path, REJECTS_SCHEMA)
+        try:
+            sink.write_table(self.rejects())
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+
+    def line(self) -> str:
+        """One line for the console: every row of the events file accounted for."""
+        source = self.source
+        return (
+            f"scans: {source.rows:,} rows in {source.path}: {self.used:,} used,"
+            f" {self.rejected:,} rejected (listed in {self.rejects_path}),"
+            f" {source.duplicates:,} exact duplicates counted once, {self.unknown_scans:,}"
+            f" of {self.unknown_orders:,} orders not scored (absent from INPUT or rejected)"
         )
 
 
@@ -595,6 +732,7 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     started = time.perf_counter()
     chunks, total = raw_chunks(job.input, job.chunk_rows)
     summary = BatchSummary("local", job.input, job.output, job.rejects)
+    scans = load_job_scans(job, summary)
     sinks: list[TableSink] = []
     writer: BackgroundWriter | None = None
     rows = 0
@@ -607,12 +745,14 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
             sinks.append(rejects_sink)
             writer = BackgroundWriter(scored_sink, rejects_sink, summary)
             for checked, done in prefetch(validated_chunks(chunks, job.as_of)):
-                scored = score_columns(checked.valid, job.model, job.policy, job.as_of)
-                writer.put(checked, scored)
+                scored, taken = score_checked(checked, job.model, job.policy, job.as_of, scans)
+                writer.put(checked, scored, taken)
                 rows += checked.input_rows
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.update(task, completed=done, rows=rows, rate=rows / elapsed)
             writer.close()
+            if summary.scans is not None:
+                summary.scans.write_rejects()
             for sink in sinks:
                 sink.commit()
         except BaseException:
@@ -624,6 +764,17 @@ def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
         progress.update(task, completed=total)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def load_job_scans(job: BatchJob, summary: BatchSummary) -> ScanTable | None:
+    """Read the job's events file (if any) and note it in ``summary``."""
+    if job.events is None:
+        return None
+    assert job.events_rejects is not None
+    output_kind(job.events_rejects, allow_directory=False)
+    scans = read_batch_scans(job.events)
+    summary.start_scans(scans, job.events_rejects)
+    return scans.table
 
 
 def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPartition, int]]:
@@ -663,9 +814,9 @@ class BackgroundWriter:
     def __init__(self, scored: TableSink, rejects: TableSink, summary: BatchSummary) -> None:
         import queue
 
-        self._queue: queue.Queue[tuple[CheckedPartition, dict[str, np.ndarray]] | None] = (
-            queue.Queue(1)
-        )
+        self._queue: queue.Queue[
+            tuple[CheckedPartition, dict[str, np.ndarray], OrderScans | None] | None
+        ] = queue.Queue(1)
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._sinks = (scored, rejects)
@@ -679,8 +830,8 @@ class BackgroundWriter:
             if item is None:
                 return
             try:
-                checked, scored = item
-                result = partition_result(checked, scored)
+                checked, scored, taken = item
+                result = partition_result(checked, scored, taken)
                 self._sinks[0].write_table(result.scored)
                 self._sinks[1].write_table(result.rejects)
                 self._summary.add(result)
@@ -692,13 +843,18 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, checked: CheckedPartition, scored: dict[str, np.ndarray]) -> None:
+    def put(
+        self,
+        checked: CheckedPartition,
+        scored: dict[str, np.ndarray],
+        taken: OrderScans | None = None,
+    ) -> None:
         import queue
 
         while True:
             self._check()
             try:
-                self._queue.put((checked, scored), timeout=0.1)
+                self._queue.put((checked, scored, taken), timeout=0.1)
                 return
             except queue.Full:
                 if not self._thread.is_alive():
@@ -802,8 +958,8 @@ def print_summary(summary: BatchSummary, console: Console, top: int = 10) -> Non
     totals.add_row("input rows", f"{summary.input_rows:,}")
     totals.add_row("scored", f"{summary.scored:,}")
     totals.add_row("rejected", f"{summary.rejected:,}")
-    for column, n in sorted(summary.rejects_by_column.items(), key=lambda kv: -kv[1]):
-        totals.add_row(f"  rejected on {column}", f"{n:,}")
+    for name, n in sorted(summary.rejects_by_column.items(), key=lambda kv: -kv[1]):
+        totals.add_row(f"  rejected on {name}", f"{n:,}")
     if summary.blank_lines:
         totals.add_row("blank lines skipped", f"{summary.blank_lines:,}")
     totals.add_row("output", str(summary.output))
@@ -815,6 +971,8 @@ def print_summary(summary: BatchSummary, console: Console, top: int = 10) -> Non
     rate = summary.input_rows / max(summary.wall_seconds, 1e-9)
     totals.add_row("throughput", f"{rate:,.0f} rows/s")
     console.print(totals)
+    if summary.scans is not None:
+        console.print(summary.scans.line(), highlight=False, soft_wrap=True)
     if summary.rejected and summary.rejects_path.is_file():
         first = head_rows(summary.rejects_path, top)
         rejects = Table(title=f"first {len(first)} of {summary.rejected:,} rejected rows")

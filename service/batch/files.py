@@ -37,7 +37,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from model.errors import InputFileError, SchemaError
-from model.schema import OPEN_ORDER_COLUMNS, validate_open_orders
+from model.events import REQUIRED_EVENT_COLUMNS
+from model.schema import OPEN_ORDER_COLUMNS, _require_columns, validate_open_orders
 
 __all__ = [
     "BLANK",
@@ -144,14 +145,16 @@ class CsvHeader:
     names: tuple[str, ...]
     data_offset: int  # byte offset of the first data line (after the BOM and header)
     data_line: int  # 1-based line number of the first data line
+    columns: tuple[str, ...] = OPEN_ORDER_COLUMNS  # the columns read; others are ignored
 
     @property
     def known(self) -> list[str]:
-        return [n for n in self.names if n in OPEN_ORDER_COLUMNS]
+        return [n for n in self.names if n in self.columns]
 
 
-def csv_header(path: Path, kind: str) -> CsvHeader:
-    """Read and check the header: UTF-8, no repeated known column, required columns present."""
+def csv_header(path: Path, kind: str, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS) -> CsvHeader:
+    """Read and check the header: UTF-8, no repeated known column, required columns present
+    (``columns``: the open orders' by default, else :data:`model.events.EVENT_COLUMNS`)."""
     try:
         with _open_binary(path, kind) as handle:
             head = handle.read(1 << 20)
@@ -169,17 +172,22 @@ def csv_header(path: Path, kind: str) -> CsvHeader:
     if fields is None:
         raise InputFileError(f"{path}: cannot read as csv: header line is not UTF-8 CSV text")
     names = tuple(f.strip() for f in fields)
-    repeated = sorted({n for n in names if n in OPEN_ORDER_COLUMNS and names.count(n) > 1})
+    repeated = sorted({n for n in names if n in columns and names.count(n) > 1})
     if repeated:
         raise InputFileError(f"{path}: header repeats column(s): {', '.join(repeated)}")
-    require_columns(list(names), path)
-    return CsvHeader(names=names, data_offset=after, data_line=2)
+    require_columns(list(names), path, columns)
+    return CsvHeader(names=names, data_offset=after, data_line=2, columns=columns)
 
 
-def require_columns(names: list[str], path: Path) -> None:
+def require_columns(
+    names: list[str], path: Path, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS
+) -> None:
     """Raise :class:`SchemaError` (naming the file) when a required column is missing."""
     try:
-        validate_open_orders(pd.DataFrame(columns=names))
+        if columns == OPEN_ORDER_COLUMNS:
+            validate_open_orders(pd.DataFrame(columns=names))
+        else:
+            _require_columns(names, REQUIRED_EVENT_COLUMNS, "tracking events")
     except SchemaError as exc:
         raise SchemaError(f"{path}: {exc}") from None
 
@@ -445,9 +453,11 @@ def _problem_row(record: bytes, names: tuple[str, ...]) -> tuple[str | None, str
     return order_id, reason
 
 
-def _arrow_parse(data: bytes, names: tuple[str, ...], multiline: bool) -> pa.Table:
-    keep = [n for n in names if n in OPEN_ORDER_COLUMNS]
-    unique = [n if n in OPEN_ORDER_COLUMNS else f"__ignored_{i}" for i, n in enumerate(names)]
+def _arrow_parse(
+    data: bytes, names: tuple[str, ...], columns: tuple[str, ...], multiline: bool
+) -> pa.Table:
+    keep = [n for n in names if n in columns]
+    unique = [n if n in columns else f"__ignored_{i}" for i, n in enumerate(names)]
     return pacsv.read_csv(
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=unique, block_size=max(len(data) + 1, 1 << 20)),
@@ -462,21 +472,23 @@ def _arrow_parse(data: bytes, names: tuple[str, ...], multiline: bool) -> pa.Tab
     )
 
 
-def _python_parse(records: list[bytes], names: tuple[str, ...]) -> tuple[pa.Table, list[int]]:
+def _python_parse(
+    records: list[bytes], names: tuple[str, ...], columns: tuple[str, ...]
+) -> tuple[pa.Table, list[int]]:
     """Reference parse of well-formed-looking records; returns the table and the indices of
     records that failed after all."""
-    keep = [n for n in names if n in OPEN_ORDER_COLUMNS]
+    keep = [n for n in names if n in columns]
     index = [names.index(n) for n in keep]
-    columns: list[list[str | None]] = [[] for _ in keep]
+    cells: list[list[str | None]] = [[] for _ in keep]
     failed: list[int] = []
     for k, record in enumerate(records):
         fields = _decode_fields(record.rstrip(b"\r\n"))
         if fields is None or len(fields) != len(names):
             failed.append(k)
             continue
-        for column, i in zip(columns, index, strict=True):
+        for column, i in zip(cells, index, strict=True):
             column.append(fields[i] if fields[i] != "" else None)
-    table = pa.table({n: pa.array(c, type=pa.string()) for n, c in zip(keep, columns, strict=True)})
+    table = pa.table({n: pa.array(c, type=pa.string()) for n, c in zip(keep, cells, strict=True)})
     return table, failed
 
 
@@ -500,7 +512,7 @@ def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pa.Table:
         else:
             problems[int(k)] = (order_id, BLANK if reason == "blank" else reason)
     good_idx = np.flatnonzero(good)
-    table = _parse_good(chunk, good_idx, names, problems)
+    table = _parse_good(chunk, good_idx, header, problems)
     if problems:
         good_idx = good_idx[~np.isin(good_idx, np.fromiter(problems, dtype=np.int64))]
     table = table.append_column(LINE_COLUMN, pa.array(record_lines[good_idx], type=pa.int64()))
@@ -519,15 +531,16 @@ def parse_csv_chunk(chunk: CsvChunk, header: CsvHeader) -> pa.Table:
 
 
 def _parse_good(
-    chunk: CsvChunk, good_idx: np.ndarray, names: tuple[str, ...], problems: dict
+    chunk: CsvChunk, good_idx: np.ndarray, header: CsvHeader, problems: dict
 ) -> pa.Table:
     """Parse the good records with pyarrow; fall back to the csv module record by record if
     pyarrow fails or disagrees on the row count (records pyarrow cannot read become problems).
     """
+    names, columns = header.names, header.columns
     starts = chunk.lines.start[chunk.rec_first]
     next_starts = chunk.lines.next_start[chunk.rec_last]
     if len(good_idx) == 0:
-        return _python_parse([], names)[0]
+        return _python_parse([], names, columns)[0]
     # Runs of consecutive good records are contiguous bytes.
     breaks = np.flatnonzero(np.diff(good_idx) != 1)
     run_first = good_idx[np.concatenate([[0], breaks + 1])]
@@ -542,13 +555,13 @@ def _parse_good(
         data += b"\n"
     multiline = bool((chunk.rec_last[good_idx] > chunk.rec_first[good_idx]).any())
     try:
-        table = _arrow_parse(data, names, multiline)
+        table = _arrow_parse(data, names, columns, multiline)
         if table.num_rows == len(good_idx):
             return table
     except (pa.ArrowInvalid, pa.ArrowException):
         pass
     records = [chunk.data[starts[k] : next_starts[k]] for k in good_idx]
-    table, failed = _python_parse(records, names)
+    table, failed = _python_parse(records, names, columns)
     for j in failed:
         k = int(good_idx[j])
         order_id, reason = _problem_row(records[j].rstrip(b"\r\n"), names)
@@ -571,14 +584,14 @@ def parquet_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
 
 
-def parquet_columns(path: Path) -> list[str]:
+def parquet_columns(path: Path, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS) -> list[str]:
     """Column names of a Parquet input (the first file of a directory), checked."""
     files = parquet_files(path)
     try:
         names = list(pq.read_schema(files[0]).names)
     except (OSError, pa.ArrowException) as exc:
         raise InputFileError(f"{files[0]}: cannot read as parquet: {exc}") from None
-    require_columns(names, path)
+    require_columns(names, path, columns)
     return names
 
 
@@ -606,8 +619,10 @@ def parquet_pieces(path: Path, target_rows: int) -> list[ParquetPiece]:
     return pieces
 
 
-def _with_lines(table: pa.Table, first_row: int) -> pa.Table:
-    keep = [n for n in table.column_names if n in OPEN_ORDER_COLUMNS]
+def _with_lines(
+    table: pa.Table, first_row: int, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS
+) -> pa.Table:
+    keep = [n for n in table.column_names if n in columns]
     table = table.select(keep)
     table = table.append_column(
         LINE_COLUMN, pa.array(np.arange(first_row, first_row + table.num_rows), type=pa.int64())
@@ -626,18 +641,21 @@ def read_parquet_piece(piece: ParquetPiece) -> pa.Table:
     return _with_lines(table, piece.first_row)
 
 
-def iter_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pa.Table, int]]:
-    """Stream a Parquet file or directory as raw partitions (and bytes read before each)."""
+def iter_parquet(
+    path: Path, chunk_rows: int, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS
+) -> Iterator[tuple[pa.Table, int]]:
+    """Stream a Parquet file or directory as raw partitions of ``columns`` (and bytes read
+    before each)."""
     first_row = 1
     done = 0
     for file in parquet_files(path):
         try:
             handle = pq.ParquetFile(file)
-            known = [n for n in handle.schema_arrow.names if n in OPEN_ORDER_COLUMNS]
+            known = [n for n in handle.schema_arrow.names if n in columns]
             # One thread: the engine already keeps the cores busy (and it costs less CPU).
             batches = handle.iter_batches(batch_size=chunk_rows, columns=known, use_threads=False)
             for batch in batches:
-                frame = _with_lines(pa.Table.from_batches([batch]), first_row)
+                frame = _with_lines(pa.Table.from_batches([batch]), first_row, columns)
                 first_row += batch.num_rows
                 yield frame, done
         except (OSError, pa.ArrowException) as exc:

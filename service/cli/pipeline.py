@@ -369,8 +369,20 @@ def score(
         int | None,
         typer.Option("--chunk-rows", min=1, help="Rows per chunk / partition (default: 50000)."),
     ] = None,
+    events: EventsPath = None,
+    events_rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--events-rejects",
+            help="Rejected scans, with --events (default: OUTPUT's name + .events-rejects.csv).",
+        ),
+    ] = None,
 ) -> None:
-    """Score open orders in bounded memory: every row is scored or rejected (with its line)."""
+    """Score open orders in bounded memory: every row is scored or rejected (with its line).
+
+    With --events, each order is scored with its carrier scans dated on or before --as-of;
+    every scan is used, rejected (with its line) or counted as belonging to no scored order.
+    """
     from model.artifact import load_model
     from service.batch.engine import BatchJob, Terminated, print_summary, run_local
     from service.policy import load_policy
@@ -389,6 +401,8 @@ def score(
         as_of=decision_date,
         rejects=rejects,
         chunk_rows=chunk_rows,
+        events=events,
+        events_rejects=events_rejects,
     )
     try:
         if engine is Engine.dask:
@@ -409,6 +423,13 @@ def score(
     if strict and summary.rejected:
         console.print(
             f"[bold red]error:[/] {summary.rejected:,} rows rejected (--strict); see {job.rejects}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if strict and summary.scans is not None and summary.scans.rejected:
+        console.print(
+            f"[bold red]error:[/] {summary.scans.rejected:,} scans rejected (--strict); see"
+            f" {summary.scans.rejects_path}",
             highlight=False,
         )
         raise typer.Exit(2)

@@ -101,6 +101,14 @@ def scan_model(small_history: pd.DataFrame, small_events: pd.DataFrame) -> Advis
 
 
 @pytest.fixture(scope="session")
+def scan_model_dir(tmp_path_factory: pytest.TempPathFactory, scan_model: AdvisorModel) -> Path:
+    """``scan_model`` saved as a verified artifact directory (for the CLI)."""
+    directory = tmp_path_factory.mktemp("scan_model")
+    save_model(scan_model, directory, data_sha256="0" * 64, data_source="tests:small_events")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def open_orders() -> pd.DataFrame:
     """A few hundred generated open orders at ``AS_OF`` (raw frame)."""
     return generate_open_orders(400, seed=5, as_of=AS_OF)

@@ -291,3 +291,60 @@ def test_own_local_cluster_matches_local(
     assert model.hazard.n_tables > 0
     assert_same_files_as_local(tmp_path)
     assert_nothing_else_written(tmp_path)
+
+
+def test_dask_matches_local_with_events(
+    tmp_path: Path, cluster: LocalCluster, scan_model: AdvisorModel
+) -> None:
+    """Same scored rows and the same scan rejects, whatever the engine and partitions: scans
+    dated before shipment (rejected when their order is scored), scans of a duplicate row's
+    order (taken once), scans of no order (counted)."""
+    from data.generate import generate_open
+
+    made = generate_open(400, seed=23, as_of=AS_OF)
+    orders = orders_with_duplicates(made.frame)
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    events = made.events.copy()
+    early = events.groupby("order_id").head(1).head(5).copy()
+    early["event_at"] = early["event_at"] - pd.Timedelta(days=400)
+    stray = early.assign(order_id="NOBODY")
+    pd.concat([events, early, stray], ignore_index=True).to_csv(
+        tmp_path / "events.csv", index=False
+    )
+
+    def make(output: str, chunk_rows: int) -> BatchJob:
+        return BatchJob.create(
+            tmp_path / "orders.csv",
+            tmp_path / output,
+            model=scan_model,
+            policy=PolicyConfig(),
+            as_of=AS_OF,
+            chunk_rows=chunk_rows,
+            events=tmp_path / "events.csv",
+        )
+
+    local = run_local(make("local.csv", 1000))
+    remote = run_dask(make("dask.csv", 60), scheduler=cluster.scheduler_address)
+    assert_same_files_as_local(tmp_path)
+    assert (tmp_path / "dask.events-rejects.csv").read_bytes() == (
+        tmp_path / "local.events-rejects.csv"
+    ).read_bytes()
+    rejected = read_rejects(tmp_path / "local.events-rejects.csv")
+    assert [r[2] for r in rejected] == ["event_at"] * 5
+    assert all("before the order's shipped_at" in r[3] for r in rejected)
+    assert local.scans is not None and remote.scans is not None
+    # Unknown: the stray scans, and those of the two orders whose rows became a duplicate
+    # (rows 200 and 350/390 now repeat other ids) or were rejected (row 77).
+    lost_ids = made.frame.loc[[77, 200, 350, 390], "order_id"]
+    unknown = 5 + int(made.events["order_id"].isin(lost_ids).sum())
+    for summary in (local, remote):
+        assert summary.scans is not None
+        assert (summary.scans.used, summary.scans.rejected, summary.scans.unknown_scans) == (
+            local.scans.used,
+            5,
+            unknown,
+        )
+    source = local.scans.source
+    assert local.scans.used + 5 + unknown + source.duplicates == source.rows
+    scored = pd.read_csv(tmp_path / "local.csv")
+    assert scored["last_milestone"].notna().sum() > 250

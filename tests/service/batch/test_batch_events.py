@@ -1,0 +1,231 @@
+"""``score --events``: orders scored with their own scans (as the scoring function scores
+them), every row of the events file used, rejected with its line or counted, and no scan
+after ``--as-of`` read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from data.generate import generate_open
+from model.artifact import load_model
+from model.events import MILESTONES
+from model.schema import validate_open_orders
+from service.batch.events import default_events_rejects_path
+from service.cli import app
+from service.policy import PolicyConfig
+from service.scoring import score_frame
+from tests.conftest import AS_OF, scans_for
+from tests.service.batch.test_batch import read_rejects
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def open_with_scans() -> tuple[pd.DataFrame, pd.DataFrame]:
+    made = generate_open(300, seed=21, as_of=AS_OF)
+    return made.frame, made.events
+
+
+def score(*args: str | Path, model_dir: Path) -> tuple[int, str]:
+    result = runner.invoke(
+        app, ["score", *map(str, args), "--model", str(model_dir), "--as-of", AS_OF.isoformat()]
+    )
+    return result.exit_code, result.output
+
+
+def test_orders_are_scored_with_their_scans_as_the_scoring_function_scores_them(
+    tmp_path: Path, scan_model_dir: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    orders, events = open_with_scans
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    code, output = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--events",
+        tmp_path / "events.csv",
+        "--chunk-rows",
+        "70",
+        model_dir=scan_model_dir,
+    )
+    assert code == 0, output
+    scored = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""])
+    model, _ = load_model(scan_model_dir)
+    valid = validate_open_orders(orders, as_of=AS_OF).valid
+    expected = score_frame(valid, model, PolicyConfig(), AS_OF, scans_for(events, valid))
+    assert scored["order_id"].tolist() == expected["order_id"].tolist()
+    assert scored["action"].tolist() == expected["action"].tolist()
+    assert scored["reasons"].tolist() == expected["reasons"].tolist()
+    np.testing.assert_allclose(scored["p_late"], expected["p_late"], rtol=1e-12)
+    np.testing.assert_allclose(
+        scored["p_late_after_extension"], expected["p_late_after_extension"], rtol=1e-12
+    )
+    milestones = scored["last_milestone"].dropna()
+    assert milestones.isin(MILESTONES).all() and len(milestones) > 200
+    assert scored["last_milestone"].isna().tolist() == expected["last_milestone"].isna().tolist()
+    # The scans change decisions: without them the same model answers differently.
+    code, _ = score(
+        tmp_path / "orders.csv", "--out", tmp_path / "plain.csv", model_dir=scan_model_dir
+    )
+    plain = pd.read_csv(tmp_path / "plain.csv")
+    assert code == 0 and plain["last_milestone"].isna().all()
+    assert (plain["p_late_after_extension"] != scored["p_late_after_extension"]).sum() > 100
+    assert default_events_rejects_path(tmp_path / "out.csv").is_file()
+
+
+EVENTS_HEADER = "order_id,event_at,milestone,carrier,location,description"
+
+
+def test_every_row_of_the_events_file_is_used_rejected_or_counted(
+    tmp_path: Path, scan_model_dir: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    orders = open_with_scans[0].head(3)
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    first, second = orders["order_id"].tolist()[:2]
+    shipped = pd.Timestamp(orders["shipped_at"].iloc[0]).date()
+    before = (shipped - pd.Timedelta(days=2)).isoformat()
+    latest = pd.to_datetime(orders["shipped_at"]).max().date()
+    after = (latest + pd.Timedelta(days=1)).isoformat()
+    lines = [
+        EVENTS_HEADER,
+        f"{first},{after}T08:00:00,picked_up,Cainiao,Shenzhen,Accepted",  # 2: used
+        f"{first},{after}T08:00:00,picked_up,Cainiao,Shenzhen,Accepted",  # 3: duplicate
+        f"{first},{after}T09:00:00,PICKED_UP,Cainiao,Shenzhen,Accepted",  # 4: used (case)
+        f"{first},tomorrow,departed_origin,,,",  # 5: bad date
+        f"{second},{after},teleported,,,",  # 6: unknown milestone
+        f"{first},{before},info_received,,,",  # 7: before shipment
+        f'{second},{after},"departed_origin,,,',  # 8: unclosed quote
+        "",  # 9: blank line
+        f"{second},{after},departed_origin,4PX,,",  # 10: used
+        f"NOT-AN-ORDER,{after},departed_origin,,,",  # 11: of no scored order
+        f",{after},departed_origin,,,",  # 12: no order id
+    ]
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    code, output = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--events",
+        tmp_path / "events.csv",
+        "--events-rejects",
+        tmp_path / "scan-rejects.csv",
+        model_dir=scan_model_dir,
+    )
+    assert code == 0, output
+    assert read_rejects(tmp_path / "scan-rejects.csv") == [
+        (5, first, "event_at", "'tomorrow' is not an ISO 8601 date or datetime"),
+        (
+            6,
+            second,
+            "milestone",
+            "'teleported' is not a milestone (one of: " + ", ".join(MILESTONES) + ")",
+        ),
+        (
+            7,
+            first,
+            "event_at",
+            f"scan dated {before}, before the order's shipped_at ({shipped.isoformat()})",
+        ),
+        (8, second, "(unparsable)", "unparsable CSV (unbalanced quotes)"),
+        (12, "", "order_id", "missing required value"),
+    ]
+    flat = " ".join(output.split())
+    assert (
+        "scans: 10 rows in" in flat
+        and "3 used, 5 rejected" in flat
+        and "1 exact duplicates counted once, 1 of 1 orders not scored" in flat
+    ), flat
+    scored = pd.read_csv(tmp_path / "out.csv").set_index("order_id")
+    assert scored.loc[first, "last_milestone"] == "picked_up"
+    assert scored.loc[second, "last_milestone"] == "departed_origin"
+    assert pd.isna(scored.loc[orders["order_id"].iloc[2], "last_milestone"])
+    # --strict counts rejected scans too.
+    code, output = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "strict.csv",
+        "--events",
+        tmp_path / "events.csv",
+        "--strict",
+        model_dir=scan_model_dir,
+    )
+    assert code == 2 and "5 scans rejected (--strict)" in " ".join(output.split())
+
+
+def test_a_scan_after_the_as_of_date_changes_nothing(
+    tmp_path: Path, scan_model_dir: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    orders, events = open_with_scans
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    later = pd.DataFrame(
+        {
+            "order_id": orders["order_id"],
+            "event_at": pd.Timestamp(AS_OF) + pd.Timedelta(days=1, hours=9),
+            "milestone": "delivered",
+        }
+    )
+    pd.concat([events, later], ignore_index=True).to_parquet(
+        tmp_path / "leaky.parquet", index=False
+    )
+    for name in ("events", "leaky"):
+        code, output = score(
+            tmp_path / "orders.csv",
+            "--out",
+            tmp_path / f"{name}.csv",
+            "--events",
+            tmp_path / f"{name}.parquet",
+            model_dir=scan_model_dir,
+        )
+        assert code == 0, output
+    assert (tmp_path / "events.csv").read_bytes() == (tmp_path / "leaky.csv").read_bytes()
+    # (A control: the same scans dated on the as-of date do change the output.)
+    later["event_at"] = pd.Timestamp(AS_OF) + pd.Timedelta(hours=9)
+    pd.concat([events, later], ignore_index=True).to_parquet(tmp_path / "now.parquet", index=False)
+    code, _ = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "now.csv",
+        "--events",
+        tmp_path / "now.parquet",
+        model_dir=scan_model_dir,
+    )
+    assert code == 0
+    assert (tmp_path / "now.csv").read_bytes() != (tmp_path / "events.csv").read_bytes()
+
+
+def test_events_options_are_checked_before_anything_is_read(
+    tmp_path: Path, scan_model_dir: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    orders, events = open_with_scans
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    code, output = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--events-rejects",
+        tmp_path / "x.csv",
+        model_dir=scan_model_dir,
+    )
+    assert code == 1 and "error: --events-rejects needs --events" in output
+    events.drop(columns=["milestone"]).to_csv(tmp_path / "events.csv", index=False)
+    code, output = score(
+        tmp_path / "orders.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--events",
+        tmp_path / "events.csv",
+        model_dir=scan_model_dir,
+    )
+    assert code == 1
+    assert (
+        f"{tmp_path / 'events.csv'}: tracking events is missing required column(s): milestone"
+        in " ".join(output.split())
+    )
+    assert not (tmp_path / "out.csv").exists()

@@ -216,3 +216,53 @@ def test_as_of_out_of_range_is_one_line_and_exit_1(orders_csv: Path, tmp_path: P
         result, "error: --as-of 2300-01-01 is out of the supported range 1900-01-01 to 2199-12-31"
     )
     assert not out.exists()
+
+
+def test_round_trip_with_scans(tmp_path: Path) -> None:
+    """generate --events -> train --events -> score --events -> evaluate --events."""
+    from data.generate import generate_open
+
+    history, events = tmp_path / "history.csv", tmp_path / "events.csv.gz"
+    result = invoke(
+        "generate", "--rows", "6000", "--out", str(history), "--events", str(events),
+        "--seed", "8", "--as-of", AS_OF.isoformat(),
+    )  # fmt: skip
+    assert_ok(result)
+    model_dir = tmp_path / "model"
+    result = invoke(
+        "train", "--history", str(history), "--events", str(events), "--as-of",
+        AS_OF.isoformat(), "--model", str(model_dir),
+    )  # fmt: skip
+    assert_ok(result)
+    manifest = read_manifest(model_dir)
+    assert manifest["data"]["events"]["rows"] == len(pd.read_csv(events))
+    assert manifest["data"]["events"]["rows_rejected"] == 0
+
+    made = generate_open(OPEN_ROWS, seed=9, as_of=AS_OF)
+    orders, open_events = tmp_path / "orders.csv", tmp_path / "open_events.parquet"
+    write_generated(made.frame, orders, seed=9, as_of=AS_OF, kind="open")
+    write_generated(made.events, open_events, seed=9, as_of=AS_OF, kind="events")
+    scored_path = tmp_path / "scored.csv"
+    result = invoke(
+        "score", str(orders), "--out", str(scored_path), "--events", str(open_events),
+        "--model", str(model_dir), "--as-of", AS_OF.isoformat(),
+    )  # fmt: skip
+    assert_ok(result)
+    check_scored(scored_path, orders, manifest["model_version"])
+    scored = pd.read_csv(scored_path, dtype=str, keep_default_na=False)
+    tracked = set(made.events["order_id"])
+    has_milestone = scored["last_milestone"] != ""
+    assert has_milestone.tolist() == scored["order_id"].isin(tracked).tolist()
+    assert "0 rejected" in " ".join(result.stdout.split())
+
+    out_dir = tmp_path / "evaluation"
+    result = invoke(
+        "evaluate", "--history", str(history), "--events", str(events),
+        "--model", str(model_dir), "--out", str(out_dir),
+    )  # fmt: skip
+    assert_ok(result)
+    summary = json.loads((out_dir / "evaluation.json").read_text())
+    names = [row["strategy"] for row in summary["strategies"]]
+    assert names == list(STRATEGIES)
+    assert summary["scans"]["decisions_with_scans"] > 0
+    assert summary["scans"]["by_last_milestone"]

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from sklearn.base import BaseEstimator
 
 from model.events import (
@@ -384,6 +384,8 @@ class LandmarkScanModel(BaseEstimator):
             "nthread": 1,  # deterministic, and the callers' threads already use the cores
             "seed": self.random_state,
         }
+        import xgboost as xgb
+
         data = xgb.DMatrix(
             X, label=label, feature_types=FEATURE_TYPES, enable_categorical=True, nthread=1
         )
@@ -550,9 +552,30 @@ class LandmarkScanModel(BaseEstimator):
         blocks = [
             self._design(lanes, state, elapsed, ahead[:, j], prior[:, j], hazard) for j in range(k)
         ]
-        p = np.asarray(self.booster_.inplace_predict(np.concatenate(blocks)), dtype=np.float64)
+        booster = self._booster()
+        p = np.asarray(booster.inplace_predict(np.concatenate(blocks)), dtype=np.float64)
         p = p.reshape(k, n).T
         return np.where(ahead <= 0, 1.0, p)
+
+    # -- persistence ---------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the trees in XGBoost's own model format (UBJSON, not a pickle), so
+        loading an artifact imports xgboost only when scans are first scored."""
+        state = dict(super().__getstate__())
+        booster = state.pop("booster_", None)
+        if booster is not None:
+            state["booster_raw_"] = bytes(booster.save_raw(raw_format="ubj"))
+        return state
+
+    def _booster(self) -> Any:
+        booster = self.__dict__.get("booster_")
+        if booster is None:
+            import xgboost as xgb
+
+            booster = xgb.Booster(params={"nthread": 1})
+            booster.load_model(bytearray(self.booster_raw_))
+            self.booster_ = booster
+        return booster
 
     def stalled(self, lanes: EncodedFeatures, state: ScanState, hazard: object) -> np.ndarray:
         """No scan for far longer than this lane usually stays silent after the last one."""

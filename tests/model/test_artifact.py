@@ -26,6 +26,7 @@ from model.artifact import (
 from model.errors import ArtifactError, ModelNotFoundError, ModelRootError
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
+from tests.conftest import scans_for
 
 
 @pytest.fixture
@@ -223,3 +224,23 @@ def test_artifact_files_linking_out_of_the_root_are_refused(root: Path) -> None:
 def test_unusable_paths_are_refused(root: Path) -> None:
     with pytest.raises(ModelRootError, match="is not a usable path"):
         confine_to_root(Path("bad\x00dir"), root)
+
+
+def test_a_scan_model_round_trips_with_identical_predictions(
+    tmp_path: Path,
+    scan_model: AdvisorModel,
+    scan_model_dir: Path,
+    small_events: pd.DataFrame,
+) -> None:
+    """The trees travel in XGBoost's own format inside the artifact and predict the same."""
+    from data.generate import generate_open
+
+    made = generate_open(200, seed=31, as_of=AS_OF)
+    orders = validate_open_orders(made.frame, as_of=AS_OF).valid
+    scans = scans_for(made.events, orders)
+    loaded, _ = load_model(scan_model_dir)
+    assert loaded.scans is not None and "booster_" not in vars(loaded.scans)
+    before = scan_model.predict(orders, AS_OF, scans=scans)
+    after = loaded.predict(orders, AS_OF, scans=scans)
+    pd.testing.assert_frame_equal(before, after)
+    assert before["last_milestone"].notna().sum() > 150

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -213,7 +214,7 @@ def test_aftership_api_responses_list_and_single(tmp_path: Path) -> None:
     assert result.events["order_id"].tolist() == ["A-10"]
 
 
-def webhook(order_id: str, checkpoints: list[dict[str, object]]) -> str:
+def webhook(order_id: str, checkpoints: Sequence[Mapping[str, object]]) -> str:
     body = {
         "ts": 1790000000,
         "event": "tracking_update",
@@ -395,7 +396,7 @@ EV_UTC_ONLY = {
 }
 
 
-def track_info(events: list[dict[str, object]]) -> dict[str, object]:
+def track_info(events: Sequence[Mapping[str, object]]) -> dict[str, object]:
     return {
         "latest_status": {"status": "InTransit", "sub_status": "InTransit_Other"},
         "milestone": [{"key_stage": "PickedUp", "time_iso": None, "time_utc": None}],
@@ -405,7 +406,7 @@ def track_info(events: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
-def push(number: str, events: list[dict[str, object]], tag: str = "") -> dict[str, object]:
+def push(number: str, events: Sequence[Mapping[str, object]], tag: str = "") -> dict[str, object]:
     return {
         "event": "TRACKING_UPDATED",
         "data": {"number": number, "carrier": 3011, "tag": tag, "track_info": track_info(events)},

@@ -69,7 +69,9 @@ def test_every_model_load_in_service_passes_the_signing_keys() -> None:
     for path in sorted((ROOT / "service").rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
         for node in ast.walk(ast.parse(path.read_text(), relative)):
-            name = loader_called(node) if isinstance(node, ast.Call) else None
+            if not isinstance(node, ast.Call):
+                continue
+            name = loader_called(node)
             if name is None or (relative, name) in UNVERIFIED_ALLOWED:
                 continue
             seen.add(name)

@@ -43,6 +43,7 @@ def test_scans_give_the_last_milestone_and_the_silence(client: TestClient) -> No
 
 
 def test_without_scans_the_new_fields_are_null(client: TestClient) -> None:
+    events: list[object] | None
     for events in (None, []):
         body = client.post("/v1/recommendations", json={**ORDER, "events": events}).json()
         assert body["last_milestone"] is None

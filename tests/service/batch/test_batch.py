@@ -478,7 +478,7 @@ def test_order_ids_that_need_quotes_survive_the_round_trip(
 def test_input_is_never_overwritten(tmp_path: Path, trained_model_dir: Path, option: str) -> None:
     source = write_csv(tmp_path / "orders.csv", [good("A")])
     before = source.read_bytes()
-    args = ["--out", tmp_path / "o.csv", option, source]
+    args: list[str | Path] = ["--out", tmp_path / "o.csv", option, source]
     code, output = score(source, *args, model_dir=trained_model_dir)
     assert code == 1
     assert "INPUT cannot also be an output of the run" in " ".join(output.split())

@@ -3,7 +3,8 @@
 Starts `window-advisor serve` (one worker) on a free loopback port and measures, in one go:
 GET /healthz requests/s, POST /v1/recommendations requests/s and p99 latency (one distinct
 generated order per request, from a pool), their ratio, POST /v1/recommendations/batch
-orders/s with 1000-order bodies, and a 30-second run on /v1/recommendations during which
+orders/s with 1000-order bodies, single requests carrying 6 carrier scans each (requests/s,
+p99, ratio to /healthz), and a 30-second run on /v1/recommendations during which
 the server reloads a different model and refuses a tampered one (failed requests counted).
 The server runs as it should in production: artifacts signed (a signing key made for the
 run; the served model is signed with it, or trained signed), reloads with an admin key and
@@ -42,10 +43,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.generate import DEFAULT_AS_OF, generate_history, generate_open_orders  # noqa: E402
+from data.generate import (  # noqa: E402
+    DEFAULT_AS_OF,
+    generate_history,
+    generate_open,
+    generate_open_orders,
+)
 
 OUT = ROOT / "bench" / "out"
 POOL = 5000  # distinct single orders cycled through by the load generator
+SCANS_PER_ORDER = 6  # the scans each tracked single request carries (issue 9)
+TRACKED_POOL = 1000  # distinct tracked single orders
 BATCH = 1000
 BATCH_BODIES = 10
 
@@ -70,6 +78,28 @@ def order_json(frame: Any) -> list[dict[str, Any]]:
             clean[key] = value
         out.append(clean)
     return out
+
+
+def tracked_singles(as_of: date, count: int) -> list[str]:
+    """Single-order bodies with their latest ``SCANS_PER_ORDER`` scans each (generated open
+    orders that have at least that many scans by ``as_of``)."""
+    made = generate_open(count * 15, seed=10, as_of=as_of)  # ~8% have 6 scans by as_of
+    events = made.events.sort_values(["order_id", "event_at"], kind="stable")
+    events["event_at"] = events["event_at"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    latest = events.groupby("order_id").tail(SCANS_PER_ORDER)
+    counts = latest.groupby("order_id").size()
+    chosen = counts[counts == SCANS_PER_ORDER].index[:count]
+    scans = {
+        order_id: group.drop(columns="order_id").to_dict("records")
+        for order_id, group in latest[latest["order_id"].isin(chosen)].groupby("order_id")
+    }
+    orders = order_json(made.frame[made.frame["order_id"].isin(chosen)])
+    if len(orders) < count:
+        raise SystemExit(f"only {len(orders)} generated orders have {SCANS_PER_ORDER} scans")
+    return [
+        json.dumps({**o, "as_of": as_of.isoformat(), "events": scans[o["order_id"]]})
+        for o in orders
+    ]
 
 
 def write_lua(directory: Path, name: str, path: str, bodies: list[str]) -> Path:
@@ -236,6 +266,9 @@ def main() -> None:
             for k in range(BATCH_BODIES)
         ]  # fmt: skip
         single_lua = write_lua(work, "single", "/v1/recommendations", singles)
+        tracked_lua = write_lua(
+            work, "tracked", "/v1/recommendations", tracked_singles(as_of, TRACKED_POOL)
+        )
         batch_lua = write_lua(work, "batch", "/v1/recommendations/batch", batches)
 
         second = work / "second_model"
@@ -260,6 +293,7 @@ def main() -> None:
             summary["cold_recommendations"] = wrk(base, 8, args.connections, single_lua)
             wrk(base, 8, args.connections, single_lua)
             wrk(base, 4, args.batch_connections, batch_lua)
+            wrk(base, 8, args.connections, tracked_lua)
 
             print("measuring", file=sys.stderr)
             # The machine is shared: healthz and recommendations alternate, round by round,
@@ -268,6 +302,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 health = wrk(f"{base}/healthz", args.duration, args.connections)
                 single = wrk(base, args.duration, args.connections, single_lua)
+                tracked = wrk(base, args.duration, args.connections, tracked_lua)
                 rounds.append(
                     {
                         "healthz_rps": health["requests_per_s"],
@@ -277,12 +312,18 @@ def main() -> None:
                         "recommendations_p99_ms": single["p99_ms"],
                         "recommendations_failed": single["non_2xx"] + single["socket_errors"],
                         "ratio": single["requests_per_s"] / health["requests_per_s"],
+                        "with_6_scans_rps": tracked["requests_per_s"],
+                        "with_6_scans_p50_ms": tracked["p50_ms"],
+                        "with_6_scans_p99_ms": tracked["p99_ms"],
+                        "with_6_scans_failed": tracked["non_2xx"] + tracked["socket_errors"],
+                        "with_6_scans_ratio": tracked["requests_per_s"] / health["requests_per_s"],
                     }
                 )
             summary["rounds"] = rounds
             summary["commands"] = {
                 "healthz": health["command"],
                 "recommendations": single["command"],
+                "recommendations_with_6_scans": tracked["command"],
             }
             summary["median"] = {
                 key: statistics.median(r[key] for r in rounds) for key in rounds[0]

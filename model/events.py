@@ -15,7 +15,7 @@ after the decision date can never leak into a probability.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -112,8 +112,9 @@ class ValidatedEvents:
 
     The valid scans are kept as arrays: ``line``, ``order_id`` (Arrow text), ``time_ns``
     (UTC-naive ns since 1970, time of day kept), ``code`` (index into :data:`MILESTONES`)
-    and the free-text columns; :attr:`valid` gives them as a frame, :meth:`scan_table`
-    packs them by order.
+    and the free-text columns (``text``); :attr:`valid` gives them as a frame,
+    :meth:`scan_table` packs them by order. A :meth:`compact` copy keeps a 64-bit hash of the
+    free text (``text_hash``) instead of the text, enough to find duplicates.
     """
 
     line: np.ndarray
@@ -123,6 +124,7 @@ class ValidatedEvents:
     text: dict[str, pa.Array]
     rejects: pd.DataFrame
     duplicates: int = 0
+    text_hash: np.ndarray | None = None
 
     @property
     def n_valid(self) -> int:
@@ -149,20 +151,34 @@ class ValidatedEvents:
             }
         )
 
+    def compact(self) -> ValidatedEvents:
+        """The same scans with the free text replaced by its hash (:func:`_text_hash`)."""
+        if self.text_hash is not None:
+            return self
+        return replace(self, text={}, text_hash=_text_hash(self.text))
+
+    def _text_keys(self) -> list[np.ndarray]:
+        if self.text_hash is not None:
+            return [self.text_hash]
+        return [_codes(values) for values in self.text.values() if values.null_count < len(values)]
+
     def without_duplicates(self) -> ValidatedEvents:
         """The scans with every exact repeat of an earlier one dropped (and counted)."""
-        duplicate = _exact_duplicates(self.order_id, self.time_ns, self.code, self.text)
+        owner = _codes(self.order_id)
+        duplicate = _exact_duplicates(owner, self.time_ns, self.code, self._text_keys())
         if not duplicate.any():
             return self
-        unique = pa.array(~duplicate)
+        keep = ~duplicate
+        unique = pa.array(keep)
         return ValidatedEvents(
-            line=self.line[~duplicate],
+            line=self.line[keep],
             order_id=self.order_id.filter(unique),
-            time_ns=self.time_ns[~duplicate],
-            code=self.code[~duplicate],
+            time_ns=self.time_ns[keep],
+            code=self.code[keep],
             text={name: values.filter(unique) for name, values in self.text.items()},
             rejects=self.rejects,
             duplicates=self.duplicates + int(duplicate.sum()),
+            text_hash=None if self.text_hash is None else self.text_hash[keep],
         )
 
     def scan_table(self) -> ScanTable:
@@ -278,39 +294,61 @@ _MILESTONE_ARRAY = pa.array(MILESTONES, type=pa.string())
 
 
 def concat_events(parts: Sequence[ValidatedEvents]) -> ValidatedEvents:
-    """Validated chunks of one input, in input order, as one (duplicates not yet dropped)."""
+    """Validated chunks of one input, in input order, as one (duplicates not yet dropped);
+    the chunks are all compact (:meth:`ValidatedEvents.compact`) or none is."""
     if not parts:
         return validate_events(pa.table({c: pa.array([], pa.string()) for c in EVENT_COLUMNS}))
+    compact = parts[0].text_hash is not None
     return ValidatedEvents(
         line=np.concatenate([p.line for p in parts]),
         order_id=pa.concat_arrays([p.order_id for p in parts]),
         time_ns=np.concatenate([p.time_ns for p in parts]),
         code=np.concatenate([p.code for p in parts]),
-        text={
-            name: pa.concat_arrays([p.text[name] for p in parts]) for name in OPTIONAL_EVENT_COLUMNS
-        },
+        text={}
+        if compact
+        else {name: pa.concat_arrays([p.text[name] for p in parts]) for name in parts[0].text},
         rejects=pd.concat([p.rejects for p in parts], ignore_index=True),
         duplicates=sum(p.duplicates for p in parts),
+        text_hash=np.concatenate([p.text_hash for p in parts if p.text_hash is not None])
+        if compact
+        else None,
     )
 
 
+_MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
+
+
 def _exact_duplicates(
-    order_id: pa.Array, time_ns: np.ndarray, code: np.ndarray, text: dict[str, pa.Array]
+    owner: np.ndarray, time_ns: np.ndarray, code: np.ndarray, text_keys: list[np.ndarray]
 ) -> np.ndarray:
-    """Which scans repeat an earlier one exactly (same order, time, milestone and free text):
-    every column as integer codes (Arrow dictionary encoding), then one stable sort."""
+    """Which scans repeat an earlier one exactly (same order, time, milestone and free text;
+    ``owner`` and ``text_keys`` are integer codes of the order and of the text).
+
+    A 64-bit mix of the order, time and milestone finds the few candidates in one sort of
+    one key; only those are compared on every key."""
     n = len(time_ns)
-    if n < 2:
-        return np.zeros(n, dtype=bool)
-    keys = [_codes(order_id), time_ns, code.astype(np.int64)]
-    keys += [_codes(values) for values in text.values() if values.null_count < len(values)]
-    order = np.lexsort(keys[::-1])  # stable: input order within equal keys
-    same = np.ones(n - 1, dtype=bool)
-    for key in keys:
-        sorted_key = key[order]
-        same &= sorted_key[1:] == sorted_key[:-1]
     duplicate = np.zeros(n, dtype=bool)
-    duplicate[order[1:][same]] = True  # every later copy of a run of equal scans
+    if n < 2:
+        return duplicate
+    with np.errstate(over="ignore"):
+        mixed = (
+            owner.astype(np.uint64) * np.uint64(_MIX[0])
+            ^ time_ns.view(np.uint64) * np.uint64(_MIX[1])
+            ^ code.astype(np.uint64) * np.uint64(_MIX[2])
+        )
+    order = np.argsort(mixed, kind="stable")
+    sorted_mix = mixed[order]
+    equal = sorted_mix[1:] == sorted_mix[:-1]
+    if not equal.any():
+        return duplicate
+    candidates = np.unique(np.concatenate([order[1:][equal], order[:-1][equal]]))
+    keys = [k[candidates] for k in (owner, time_ns, code.astype(np.int64), *text_keys)]
+    within = np.lexsort(keys[::-1])  # stable: input order within equal keys
+    same = np.ones(len(candidates) - 1, dtype=bool)
+    for key in keys:
+        sorted_key = key[within]
+        same &= sorted_key[1:] == sorted_key[:-1]
+    duplicate[candidates[within[1:][same]]] = True  # every later copy of equal scans
     return duplicate
 
 
@@ -321,6 +359,21 @@ def _codes(values: pa.Array) -> np.ndarray:
         .to_numpy(zero_copy_only=False)
         .astype(np.int64)
     )
+
+
+def _text_hash(text: dict[str, pa.Array]) -> np.ndarray:
+    """A 64-bit hash of each scan's free text (the columns joined; null distinct from any
+    text), computed once per distinct value."""
+    columns = [values for values in text.values() if values.null_count < len(values)]
+    if not columns:
+        return np.zeros(len(next(iter(text.values()))) if text else 0, dtype=np.uint64)
+    joined = pc.binary_join_element_wise(
+        *columns, "\x1f", null_handling="replace", null_replacement="\x00"
+    )
+    encoded = pc.dictionary_encode(joined)
+    distinct = encoded.dictionary.cast(pa.binary()).to_numpy(zero_copy_only=False)
+    hashes = pd.util.hash_array(distinct, categorize=False)
+    return hashes[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 # --------------------------------------------------------------------------------------
@@ -390,7 +443,7 @@ class ScanTable:
     ) -> ScanTable:
         """Pack scans given as arrays: ``owner`` indexes ``order_ids``, ``time_ns`` is the
         UTC-naive scan time in ns since 1970, ``code`` indexes :data:`MILESTONES`."""
-        order = np.lexsort((code, time_ns, owner))
+        order = _scan_order(owner, time_ns, code)
         owner = owner[order]
         return cls(
             order_ids=np.asarray(order_ids, dtype=object),
@@ -451,6 +504,25 @@ class ScanTable:
         if self._prefix is None:
             self._prefix = _Prefix(self)
         return self._prefix
+
+
+def _scan_order(owner: np.ndarray, time_ns: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """The permutation sorting scans by order, time, milestone (then input order).
+
+    Times in whole seconds (the usual case) pack with the order and milestone into one
+    int64, sorted once (near-linear on files already grouped by order); anything else
+    takes the general three-key sort."""
+    n = len(owner)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    seconds, below = np.divmod(time_ns, 10**9)
+    first = int(seconds.min())
+    span_bits = (int(seconds.max()) - first + 1).bit_length()
+    owner_bits = (int(owner.max()) + 1).bit_length()
+    if owner_bits + span_bits + 4 > 62 or below.any():
+        return np.lexsort((code, time_ns, owner))
+    key = (owner.astype(np.int64) << (span_bits + 4)) | ((seconds - first) << 4) | code
+    return np.argsort(key, kind="stable")
 
 
 # --------------------------------------------------------------------------------------

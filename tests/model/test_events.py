@@ -206,3 +206,35 @@ def test_a_scan_after_the_cutoff_changes_nothing(
         np.testing.assert_array_equal(getattr(full, name), getattr(censored, name), name)
     for name, values in full.first_day.items():
         np.testing.assert_array_equal(values, censored.first_day[name], name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),  # order
+            st.integers(0, 4),  # second (few: many ties)
+            st.sampled_from([0, 0, 0, 500_000_000]),  # sub-second part, usually none
+            st.integers(0, len(MILESTONES) - 1),
+            st.sampled_from([None, "x", "y"]),  # free text
+        ),
+        max_size=60,
+    )
+)
+def test_packing_and_duplicates_agree_with_the_plain_definitions(
+    rows: list[tuple[int, int, int, int, str | None]],
+) -> None:
+    """The one-key sort and the hashed duplicate search give what a lexsort and pandas'
+    ``duplicated`` give, with or without sub-second times."""
+    from model.events import _exact_duplicates, _scan_order
+
+    frame = pd.DataFrame(rows, columns=["owner", "second", "below", "code", "text"])
+    owner = frame["owner"].to_numpy(np.int64)
+    time_ns = (frame["second"] * 10**9 + 1_790_000_000 * 10**9 + frame["below"]).to_numpy(np.int64)
+    code = frame["code"].to_numpy(np.int8)
+    order = _scan_order(owner, time_ns, code)
+    assert order.tolist() == np.lexsort((code, time_ns, owner)).tolist()
+    text = pd.factorize(frame["text"], use_na_sentinel=True)[0].astype(np.int64)
+    duplicate = _exact_duplicates(owner, time_ns, code, [text])
+    expected = frame[["owner", "second", "below", "code", "text"]].duplicated().to_numpy()
+    assert duplicate.tolist() == expected.tolist()

@@ -15,7 +15,13 @@ from data.generate import generate_open
 from model.artifact import load_model
 from model.events import MILESTONES
 from model.schema import validate_open_orders
-from service.batch.events import default_events_rejects_path
+from service.batch.events import (
+    BatchScans,
+    _raw_chunks,
+    _read,
+    default_events_rejects_path,
+    read_batch_scans,
+)
 from service.cli import app
 from service.policy import PolicyConfig
 from service.scoring import score_frame
@@ -229,3 +235,48 @@ def test_events_options_are_checked_before_anything_is_read(
         in " ".join(output.split())
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def _same_scans(a: BatchScans, b: BatchScans) -> None:
+    assert a.table.order_ids.tolist() == b.table.order_ids.tolist()
+    for name in ("offsets", "day", "code", "line"):
+        np.testing.assert_array_equal(getattr(a.table, name), getattr(b.table, name))
+    pd.testing.assert_frame_equal(a.rejects, b.rejects)
+    assert (a.rows, a.duplicates) == (b.rows, b.duplicates)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "csv.gz"])
+def test_the_fast_csv_path_reads_what_the_exact_reader_reads(
+    tmp_path: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame], suffix: str
+) -> None:
+    """One record per line: Arrow's streaming reader, lines = row + 1; the exact reader
+    (small chunks, so duplicates straddle chunks) gives the same scans, lines and rejects."""
+    events = open_with_scans[1].copy()
+    events = pd.concat([events, events.iloc[[3, 500, 900]]], ignore_index=True)  # duplicates
+    events.loc[10, "milestone"] = "teleported"
+    events.loc[20, "event_at"] = pd.NaT
+    path = tmp_path / f"events.{suffix}"
+    events.to_csv(path, index=False)
+    fast = read_batch_scans(path)
+    exact = _read(path, _raw_chunks(path, 37))
+    _same_scans(fast, exact)
+    assert fast.duplicates == int(events.drop(index=[10, 20]).duplicated().sum()) >= 3
+    assert len(fast.rejects) == 2
+    assert fast.rejects["line"].tolist() == [12, 22]
+
+
+def test_a_file_the_fast_path_cannot_vouch_for_is_read_exactly(tmp_path: Path) -> None:
+    """A blank line and a description over two lines: the lines still are the file's."""
+    text = (
+        f"{EVENTS_HEADER}\n"
+        "A,2026-10-01T08:00:00,picked_up,,,\n"
+        "\n"
+        'A,2026-10-02T08:00:00,departed_origin,,,"two\nlines"\n'
+        "A,2026-10-03,nowhere,,,\n"
+    )
+    path = tmp_path / "events.csv"
+    path.write_text(text)
+    scans = read_batch_scans(path)
+    assert scans.table.line.tolist() == [2, 4]
+    assert scans.rejects[["line", "column"]].values.tolist() == [[6, "milestone"]]
+    assert scans.rows == 3

@@ -181,6 +181,26 @@ class ValidatedEvents:
             text_hash=None if self.text_hash is None else self.text_hash[keep],
         )
 
+    def packed(self) -> tuple[ScanTable, int]:
+        """:meth:`without_duplicates` then :meth:`scan_table` in one go (the order ids are
+        encoded once): the table and the number of duplicates dropped."""
+        if self.n_valid == 0:
+            return ScanTable.empty(), 0
+        encoded = pc.dictionary_encode(self.order_id)
+        owner = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        order = _scan_order(owner, self.time_ns, self.code)
+        duplicate = _exact_duplicates(owner, self.time_ns, self.code, self._text_keys(), order)
+        # Every duplicate's order also has its first copy: the dictionary stays exact.
+        table = ScanTable.from_arrays(
+            encoded.dictionary.to_numpy(zero_copy_only=False).astype(object),
+            owner,
+            self.time_ns,
+            self.code,
+            self.line,
+            order=order[~duplicate[order]],
+        )
+        return table, int(duplicate.sum())
+
     def scan_table(self) -> ScanTable:
         """The valid scans packed by order (:class:`ScanTable`)."""
         if self.n_valid == 0:
@@ -319,26 +339,28 @@ _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
 
 
 def _exact_duplicates(
-    owner: np.ndarray, time_ns: np.ndarray, code: np.ndarray, text_keys: list[np.ndarray]
+    owner: np.ndarray,
+    time_ns: np.ndarray,
+    code: np.ndarray,
+    text_keys: list[np.ndarray],
+    order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which scans repeat an earlier one exactly (same order, time, milestone and free text;
     ``owner`` and ``text_keys`` are integer codes of the order and of the text).
 
-    A 64-bit mix of the order, time and milestone finds the few candidates in one sort of
-    one key; only those are compared on every key."""
+    In the packing order (:func:`_scan_order`, given as ``order`` when already computed)
+    equal scans are neighbours; only the few runs of equal order, time and milestone are
+    then compared on every key."""
     n = len(time_ns)
     duplicate = np.zeros(n, dtype=bool)
     if n < 2:
         return duplicate
-    with np.errstate(over="ignore"):
-        mixed = (
-            owner.astype(np.uint64) * np.uint64(_MIX[0])
-            ^ time_ns.view(np.uint64) * np.uint64(_MIX[1])
-            ^ code.astype(np.uint64) * np.uint64(_MIX[2])
-        )
-    order = np.argsort(mixed, kind="stable")
-    sorted_mix = mixed[order]
-    equal = sorted_mix[1:] == sorted_mix[:-1]
+    if order is None:
+        order = _scan_order(owner, time_ns, code)
+    equal = np.ones(n - 1, dtype=bool)
+    for key in (owner, time_ns, code):
+        ranked = key[order]
+        equal &= ranked[1:] == ranked[:-1]
     if not equal.any():
         return duplicate
     candidates = np.unique(np.concatenate([order[1:][equal], order[:-1][equal]]))
@@ -381,6 +403,42 @@ def _text_hash(text: dict[str, pa.Array]) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _HashIndex:
+    """Sorted 64-bit hashes of distinct ids and where each id is (see ScanTable.lookup)."""
+
+    hashes: np.ndarray  # sorted uint64
+    position: np.ndarray  # the id's index, in the order of ``hashes``
+    fallback: pd.Index | None
+
+    @classmethod
+    def of(cls, ids: np.ndarray) -> _HashIndex:
+        hashes = _id_hashes(ids)
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+            return cls(ordered, order, pd.Index(ids))
+        return cls(ordered, order, None)
+
+    def get(self, ids: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        if self.fallback is not None:
+            return self.fallback.get_indexer(queries).astype(np.int64)
+        found = np.full(len(queries), -1, dtype=np.int64)
+        if len(self.hashes) == 0 or len(queries) == 0:
+            return found
+        wanted = _id_hashes(queries)
+        slot = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
+        hit = self.hashes[slot] == wanted
+        candidate = self.position[slot[hit]]
+        same = ids[candidate] == queries[hit]  # confirm: a hash is not an id
+        found[np.flatnonzero(hit)[same]] = candidate[same]
+        return found
+
+
+def _id_hashes(ids: np.ndarray) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
 @dataclass
 class ScanTable:
     """Scans packed by order: order ``k``'s scans are rows ``offsets[k]:offsets[k + 1]``,
@@ -395,7 +453,7 @@ class ScanTable:
     day: np.ndarray  # (scans,) int64
     code: np.ndarray  # (scans,) int8, index into MILESTONES
     line: np.ndarray  # (scans,) int64
-    _index: pd.Index | None = field(default=None, repr=False, compare=False)
+    _index: _HashIndex | None = field(default=None, repr=False, compare=False)
     _prefix: _Prefix | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -440,10 +498,14 @@ class ScanTable:
         time_ns: np.ndarray,
         code: np.ndarray,
         line: np.ndarray,
+        *,
+        order: np.ndarray | None = None,
     ) -> ScanTable:
         """Pack scans given as arrays: ``owner`` indexes ``order_ids``, ``time_ns`` is the
-        UTC-naive scan time in ns since 1970, ``code`` indexes :data:`MILESTONES`."""
-        order = _scan_order(owner, time_ns, code)
+        UTC-naive scan time in ns since 1970, ``code`` indexes :data:`MILESTONES`; ``order``
+        (the scans to keep, in :func:`_scan_order`'s order) when already known."""
+        if order is None:
+            order = _scan_order(owner, time_ns, code)
         owner = owner[order]
         return cls(
             order_ids=np.asarray(order_ids, dtype=object),
@@ -466,10 +528,15 @@ class ScanTable:
         return np.repeat(np.arange(self.n_orders), np.diff(self.offsets))
 
     def lookup(self, order_ids: np.ndarray | pd.Series) -> np.ndarray:
-        """Index of each id's scans in this table, -1 for an order without any."""
+        """Index of each id's scans in this table, -1 for an order without any.
+
+        The ids' 64-bit hashes are looked up in the table's sorted hashes (built once), and
+        every hit is confirmed by comparing the ids themselves; a table holding two ids with
+        one hash (never seen in practice) uses a hash table of the ids instead."""
+        ids = np.asarray(order_ids, dtype=object)
         if self._index is None:
-            self._index = pd.Index(self.order_ids)
-        return self._index.get_indexer(np.asarray(order_ids, dtype=object)).astype(np.int64)
+            self._index = _HashIndex.of(self.order_ids)
+        return self._index.get(self.order_ids, ids)
 
     def subset(self, keep: np.ndarray) -> ScanTable:
         """The table with only the scans where ``keep`` is true (orders left empty stay)."""

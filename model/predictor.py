@@ -72,7 +72,10 @@ class AdvisorModel:
         raw = self.hazard.conditional_survival(features, elapsed, horizons)
         calibrated = self.calibrator.transform(raw)
         if state is not None:
-            scanned = np.flatnonzero(state.has_scans)
+            # Terminal and delivered scans decide the answer below: no model needed there.
+            scanned = np.flatnonzero(
+                state.has_scans & ~state.terminal & np.isnan(state.delivered_day)
+            )
             if self.scans is not None and len(scanned):
                 rows = state.take(scanned)
                 scan_raw = self.scans.predict(

@@ -21,6 +21,7 @@ milestone (the gap to the next scan, among parcels that went on), with rare lane
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -572,7 +573,8 @@ class LandmarkScanModel(BaseEstimator):
         if booster is None:
             import xgboost as xgb
 
-            booster = xgb.Booster(params={"nthread": 1})
+            # Predicting uses every core: rows are independent, so results do not change.
+            booster = xgb.Booster(params={"nthread": os.cpu_count() or 1})
             booster.load_model(bytearray(self.booster_raw_))
             self.booster_ = booster
         return booster

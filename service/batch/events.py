@@ -183,16 +183,17 @@ def _read(path: Path, chunks: Iterator[pa.Table]) -> BatchScans:
         validated = validate_events(events, lines=lines[good], drop_duplicates=False)
         parts.append(validated.compact())  # the free text only as a hash, for duplicates
         pa.default_memory_pool().release_unused()  # the chunk's text: give it back now
-    validated = concat_events(parts).without_duplicates()
+    validated = concat_events(parts)
+    table, duplicates = validated.packed()
     rejects = pd.concat([validated.rejects, *unparsable], ignore_index=True)
     return BatchScans(
         path=path,
-        table=validated.scan_table(),
+        table=table,
         rejects=rejects.sort_values("line", kind="stable")
         .reset_index(drop=True)
         .astype({"line": np.int64, "order_id": object, "column": object, "reason": object}),
         rows=rows,
-        duplicates=validated.duplicates,
+        duplicates=validated.duplicates + duplicates,
     )
 
 

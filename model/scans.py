@@ -39,7 +39,9 @@ from model.events import (
 )
 from model.features import EncodedFeatures, days_between
 
-__all__ = ["LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
+__all__ = ["PARALLEL_ROWS", "LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
+
+PARALLEL_ROWS = 20_000  # predictions on every core from this many design rows
 
 
 class TooFewTrackedParcels(ValueError):
@@ -553,8 +555,8 @@ class LandmarkScanModel(BaseEstimator):
         blocks = [
             self._design(lanes, state, elapsed, ahead[:, j], prior[:, j], hazard) for j in range(k)
         ]
-        booster = self._booster()
-        p = np.asarray(booster.inplace_predict(np.concatenate(blocks)), dtype=np.float64)
+        design = np.concatenate(blocks)
+        p = np.asarray(self._booster(len(design)).inplace_predict(design), dtype=np.float64)
         p = p.reshape(k, n).T
         return np.where(ahead <= 0, 1.0, p)
 
@@ -564,19 +566,27 @@ class LandmarkScanModel(BaseEstimator):
         loading an artifact imports xgboost only when scans are first scored."""
         state = dict(super().__getstate__())
         booster = state.pop("booster_", None)
+        state.pop("parallel_booster_", None)
         if booster is not None:
             state["booster_raw_"] = bytes(booster.save_raw(raw_format="ubj"))
         return state
 
-    def _booster(self) -> Any:
-        booster = self.__dict__.get("booster_")
+    def _booster(self, rows: int = 0) -> Any:
+        """The trees, on one thread, or on every core for ``rows`` >= :data:`PARALLEL_ROWS`
+        (rows are independent, so results do not change; for a few rows, as in an HTTP
+        micro-batch, threads would only cost: they spin after each call)."""
+        name = "parallel_booster_" if rows >= PARALLEL_ROWS else "booster_"
+        booster = self.__dict__.get(name)
         if booster is None:
             import xgboost as xgb
 
-            # Predicting uses every core: rows are independent, so results do not change.
-            booster = xgb.Booster(params={"nthread": os.cpu_count() or 1})
-            booster.load_model(bytearray(self.booster_raw_))
-            self.booster_ = booster
+            raw = self.__dict__.get("booster_raw_")
+            if raw is None:  # fitted here, never pickled
+                raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+            threads = (os.cpu_count() or 1) if name == "parallel_booster_" else 1
+            booster = xgb.Booster(params={"nthread": threads})
+            booster.load_model(bytearray(raw))
+            self.__dict__[name] = booster
         return booster
 
     def stalled(self, lanes: EncodedFeatures, state: ScanState, hazard: object) -> np.ndarray:

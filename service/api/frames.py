@@ -84,18 +84,20 @@ def orders_scans(orders: Sequence[OpenOrder]) -> tuple[ScanTable, np.ndarray] | 
     """
     if not any(order.events for order in orders):
         return None
-    owner, time_ns, code = [], [], []
-    epoch = datetime(1970, 1, 1)
+    owner: list[int] = []
+    moments: list[datetime] = []
+    code: list[int] = []
     for position, order in enumerate(orders):
-        for event in dict.fromkeys(order.events or ()):  # exact duplicates once, in order
+        # Exact duplicates once, in order.
+        for key in dict.fromkeys(event.key() for event in order.events or ()):
             owner.append(position)
-            time_ns.append((event.event_at - epoch) // _ONE_MICROSECOND * 1000)
-            code.append(MILESTONE_CODE[event.milestone])
+            moments.append(key[0])
+            code.append(MILESTONE_CODE[key[1]])
     n = len(orders)
     table = ScanTable.from_arrays(
         np.arange(n),
         np.array(owner, dtype=np.int64),
-        np.array(time_ns, dtype=np.int64),
+        np.array(moments, dtype="datetime64[us]").astype("datetime64[ns]").view(np.int64),
         np.array(code, dtype=np.int8),
         np.zeros(len(owner), dtype=np.int64),
     )

@@ -347,12 +347,23 @@ class TrackingEvent(BaseModel):
 
     event_at: IsoDateTime = Field(description="When the scan happened.")
     milestone: Milestone = Field(description="One of the product's milestones.")
-    carrier: Annotated[Text | None, AfterValidator(_blank_is_none)] = None
-    location: Annotated[Text | None, AfterValidator(_blank_is_none)] = None
-    description: Annotated[
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_DESCRIPTION)] | None,
-        AfterValidator(_blank_is_none),
-    ] = None
+    # Free text, stripped; blank counts as absent (see ``key``). No per-field Python
+    # validators: a request may carry 200 scans.
+    carrier: Text | None = None
+    location: Text | None = None
+    description: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_DESCRIPTION)] | None
+    ) = None
+
+    def key(self) -> tuple[datetime, str, str | None, str | None, str | None]:
+        """What makes two scans exact duplicates (blank free text is no text)."""
+        return (
+            self.event_at,
+            self.milestone,
+            self.carrier or None,
+            self.location or None,
+            self.description or None,
+        )
 
 
 def event_problems(

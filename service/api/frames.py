@@ -88,11 +88,14 @@ def orders_scans(orders: Sequence[OpenOrder]) -> tuple[ScanTable, np.ndarray] | 
     moments: list[datetime] = []
     code: list[int] = []
     for position, order in enumerate(orders):
-        # Exact duplicates once, in order.
-        for key in dict.fromkeys(event.key() for event in order.events or ()):
-            owner.append(position)
-            moments.append(key[0])
-            code.append(MILESTONE_CODE[key[1]])
+        if not order.events:
+            continue
+        keys = [event.key() for event in order.events]
+        if len(keys) > 1:
+            keys = list(dict.fromkeys(keys))  # exact duplicates once, in order
+        owner.extend([position] * len(keys))
+        moments.extend([key[0] for key in keys])
+        code.extend([MILESTONE_CODE[key[1]] for key in keys])
     n = len(orders)
     table = ScanTable.from_arrays(
         np.arange(n),

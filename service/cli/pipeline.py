@@ -104,7 +104,11 @@ def train(
     )
     loaded, fitted, manifest = trained.history, trained.fitted, trained.manifest
     if loaded.generated_now:
-        console.print(f"generated the default history (and its scans) at {loaded.path}")
+        console.print(
+            f"generated the default history (and its scans) at {loaded.path}",
+            soft_wrap=True,
+            highlight=False,
+        )
     print_rejects_summary(loaded.validated.rejects, "history rows")
     if trained.rejects_path is not None:
         console.print(f"rejected rows written to {trained.rejects_path}")

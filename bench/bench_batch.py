@@ -207,9 +207,12 @@ def startup(repeat: int, baseline: Path | None = None) -> list[dict[str, Any]]:
         lines = orders_file(1_000_000, "csv").open().readlines()[:2]
         source.write_text("".join(lines))
     floor = [sys.executable, "-c", "import pandas, sklearn.ensemble"]
+    libraries = "pandas, pyarrow.csv, pyarrow.parquet, joblib, typer, rich.table, pydantic_settings"
     runs: list[tuple[str, list[str], Path | None]] = [
         ("score one row (this code)", score_command(source, OUT / "scored_one.csv"), None),
         ("import pandas + sklearn.ensemble", floor, None),
+        # What `score` cannot do without (scikit-learn is no longer loaded for known lanes).
+        (f"import {libraries}", [sys.executable, "-c", f"import {libraries}"], None),
     ]
     if baseline:
         runs.append(

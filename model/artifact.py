@@ -60,7 +60,9 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_SIGNATURE_BYTES = 4096
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 # 2: interaction constraints renumbered (curves exact for regional lanes), relative time.
-FORMAT_VERSION = 3  # 3: the model may carry a scan model
+# 3: the model may carry a scan model. 4: the hazard classifier travels as bytes, unpickled
+# on first use, with the logit tables of its training history.
+FORMAT_VERSION = 4
 # Libraries whose pickles must match: (name, how many version parts must agree).
 _PINNED = (("scikit-learn", 2), ("numpy", 1), ("joblib", 1), ("xgboost", 1))
 

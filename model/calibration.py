@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 __all__ = ["PlattCalibrator", "calibration_table", "probability_metrics"]
 
@@ -37,6 +35,8 @@ class PlattCalibrator:
         n = len(outcome)
         if n < min_samples or outcome.all() or not outcome.any():
             return cls(n_samples=n, note=f"identity: {n} holdout samples, too few to calibrate")
+        from sklearn.linear_model import LogisticRegression  # training only: not at load
+
         reg = LogisticRegression(C=1e4).fit(_logit(p)[:, None], outcome)
         slope, intercept = float(reg.coef_[0, 0]), float(reg.intercept_[0])
         if slope <= 0:
@@ -55,6 +55,8 @@ class PlattCalibrator:
 
 def probability_metrics(p: np.ndarray, outcome: np.ndarray) -> dict[str, float | int | None]:
     """AUC, Brier score and base rate of probabilities against 0/1 outcomes."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score  # evaluation only
+
     outcome = np.asarray(outcome, dtype=bool)
     n = len(outcome)
     both = 0 < outcome.sum() < n

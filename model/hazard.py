@@ -15,6 +15,7 @@ and cached, so prediction is a table lookup.
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from model.features import (
     SEASON_FEATURES,
@@ -36,6 +35,7 @@ from model.features import (
     FeatureEncoder,
     days_between,
 )
+from model.params import Params
 
 __all__ = [
     "DiscreteTimeHazard",
@@ -114,10 +114,14 @@ def observed_durations(history: pd.DataFrame, as_of: date) -> tuple[np.ndarray, 
     return np.where(event, transit, censor), event
 
 
-class DiscreteTimeHazard(BaseEstimator):
+class DiscreteTimeHazard(Params):
     """Gradient-boosted daily hazard with pooled categories and cached survival curves.
 
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
+    The classifier is scikit-learn's; a pickled model carries it as bytes, unpickled the
+    first time a logit table is missing, and carries the tables of every lane, season and
+    base sub-key of its training history, so scoring known lanes never imports
+    scikit-learn.
     """
 
     def __init__(
@@ -167,6 +171,8 @@ class DiscreteTimeHazard(BaseEstimator):
         lane = [names.index(n) for n in lane_names]
         season = [names.index(n) for n in ("time", *SHARED_FEATURES, *SEASON_FEATURES)]
         categorical = [False, False, *self.encoder_.categorical]
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
         self.classifier_ = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter,
@@ -185,7 +191,15 @@ class DiscreteTimeHazard(BaseEstimator):
         self.n_person_days_ = len(y)
         self.n_events_ = int(event.sum())
         self._reset_cache()
+        self.shipped_parts_ = self._training_tables(self.encoder_.transform(known).codes)
         return self
+
+    def _training_tables(self, codes: np.ndarray) -> list[tuple[str, int]]:
+        """Compute the logit table of every sub-key the training rows use; their keys."""
+        for part in ("lane", "season", "base"):
+            keys = np.unique(self.encoder_.curve_keys(codes, self._part_names(part)))
+            self._logit_parts(part, keys)
+        return sorted(self._parts)
 
     def _typical_transit(
         self, codes: np.ndarray, duration: np.ndarray, event: np.ndarray, prior: float = 20.0
@@ -285,6 +299,11 @@ class DiscreteTimeHazard(BaseEstimator):
         state = self.__dict__.copy()
         for transient in ("_cache", "_parts", "_lock"):
             state.pop(transient, None)
+        classifier = state.pop("classifier_", None)
+        if classifier is not None and "classifier_pickle_" not in state:
+            # scikit-learn's object as bytes, unpickled when needed (a loaded model keeps
+            # the bytes it came with: saving it again gives the same file)
+            state["classifier_pickle_"] = pickle.dumps(classifier, protocol=5)
         lock = self.__dict__.get("_lock")
         if lock is not None:
             with lock:  # another thread may be adding tables
@@ -298,20 +317,35 @@ class DiscreteTimeHazard(BaseEstimator):
         state = dict(state)
         parts = state.pop("_parts", None)
         self.__dict__.update(state)
-        if "classifier_" in state:
+        if "encoder_" in state:  # fitted
             self._reset_cache()
             if isinstance(parts, tuple) and parts[1] is not None:
                 keys, table = parts
                 self._parts.update(zip(keys, table, strict=True))
 
     def without_tables(self) -> DiscreteTimeHazard:
-        """A shallow copy sharing the fitted estimator but with empty tables and curves (what
-        a saved artifact holds, so its bytes do not depend on what was predicted before)."""
+        """A shallow copy sharing the fitted estimator, with no curves and only the training
+        history's tables (what a saved artifact holds, so its bytes do not depend on what was
+        predicted before)."""
         copy = type(self).__new__(type(self))
         copy.__dict__.update(self.__dict__)
-        if "classifier_" in self.__dict__:
+        if "encoder_" in self.__dict__:
             copy._reset_cache()
+            shipped = getattr(self, "shipped_parts_", [])
+            with self._lock:
+                copy._parts.update({key: self._parts[key] for key in shipped if key in self._parts})
         return copy
+
+    def _classifier(self) -> Any:
+        """The fitted classifier (unpickled from the artifact's bytes on first use)."""
+        classifier = self.__dict__.get("classifier_")
+        if classifier is None:
+            # The bytes are part of the verified artifact (checksum and signature), like
+            # the pickle around them.
+            blob: bytes = self.__dict__["classifier_pickle_"]
+            classifier = pickle.loads(blob)
+            self.classifier_ = classifier
+        return classifier
 
     @property
     def n_tables(self) -> int:
@@ -350,13 +384,14 @@ class DiscreteTimeHazard(BaseEstimator):
         :func:`table_threads` allows."""
         threads = min(_TABLE_THREADS.get(), len(X) // _ROWS_PER_TABLE_THREAD)
         if threads < 2:
-            return np.asarray(self.classifier_.decision_function(X))
+            return np.asarray(self._classifier().decision_function(X))
 
         controller = _threadpool_controller()
+        classifier = self._classifier()
 
         def logits(rows: np.ndarray) -> np.ndarray:
             with controller.limit(limits=1, user_api="openmp"):  # this thread's own limit
-                return np.asarray(self.classifier_.decision_function(rows))
+                return np.asarray(classifier.decision_function(rows))
 
         with ThreadPoolExecutor(threads, thread_name_prefix="logit-tables") as pool:
             return np.concatenate(list(pool.map(logits, np.array_split(X, threads))))

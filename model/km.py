@@ -11,14 +11,14 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from model.hazard import conditional_from_curves, observed_durations
+from model.params import Params
 
 __all__ = ["LaneKaplanMeier"]
 
 
-class LaneKaplanMeier(BaseEstimator):
+class LaneKaplanMeier(Params):
     """Kaplan-Meier survival per lane; ``lanes`` picks the columns that define a lane."""
 
     def __init__(

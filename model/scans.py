@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from model.events import (
     KEY_MILESTONES,
@@ -38,6 +37,7 @@ from model.events import (
     scan_state,
 )
 from model.features import EncodedFeatures, days_between
+from model.params import Params
 
 __all__ = ["PARALLEL_ROWS", "LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
 
@@ -273,7 +273,7 @@ CATEGORICAL = frozenset({"country", "method", "last_milestone"})
 FEATURE_TYPES = ["c" if name in CATEGORICAL else "q" for name in FEATURES]
 
 
-class LandmarkScanModel(BaseEstimator):
+class LandmarkScanModel(Params):
     """Gradient-boosted landmark model of the remaining transit given the scans so far.
 
     The trees are XGBoost's: scoring a million orders means two million predictions, and its
@@ -564,7 +564,7 @@ class LandmarkScanModel(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the trees in XGBoost's own model format (UBJSON, not a pickle), so
         loading an artifact imports xgboost only when scans are first scored."""
-        state = dict(super().__getstate__())
+        state = dict(self.__dict__)
         booster = state.pop("booster_", None)
         state.pop("parallel_booster_", None)
         if booster is not None:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from model.backtest import decision_samples, holdout_start
 from model.calibration import PlattCalibrator, calibration_table, probability_metrics
@@ -168,7 +167,7 @@ def _holdout(
         info["note"] = "holdout too small: probabilities left uncalibrated"
         identity = PlattCalibrator(n_samples=len(samples), note="identity: holdout too small")
         return identity, (identity if scans is not None else None), info
-    early = clone(hazard).fit(history, start)
+    early = hazard.clone().fit(history, start)
     early_scans = _scan_model(config, history, scans, start, early)
     horizons = np.column_stack(
         [samples["deadline_days"], samples["deadline_days"] + config.extension_days]
@@ -269,7 +268,7 @@ def train_model(
     started = time.perf_counter()
     hazard = DiscreteTimeHazard(**config.hazard)
     calibrator, scan_calibrator, holdout = _holdout(history, as_of, config, hazard, scans)
-    final = clone(hazard).fit(history, as_of)
+    final = hazard.clone().fit(history, as_of)
     scan_model = _scan_model(config, history, scans, as_of, final)
     lanes = lane_table(
         history,

@@ -37,7 +37,10 @@ def no_classifier(hazard: DiscreteTimeHazard, monkeypatch: pytest.MonkeyPatch) -
     def refuse(X: np.ndarray) -> np.ndarray:
         raise AssertionError(f"classifier ran on {len(X)} rows")
 
-    monkeypatch.setattr(hazard.classifier_, "decision_function", refuse)
+    class Refusing:
+        decision_function = staticmethod(refuse)
+
+    monkeypatch.setattr(hazard, "_classifier", Refusing)
 
 
 def test_a_pickled_model_carries_its_tables_not_its_curves(
@@ -53,11 +56,11 @@ def test_a_pickled_model_carries_its_tables_not_its_curves(
     np.testing.assert_array_equal(copy.hazard.survival_curves(keys), curves)
 
 
-def test_a_cold_pickle_stays_cold_and_computes_the_same_curves(
+def test_a_fresh_pickle_holds_only_its_training_tables_and_computes_the_same_curves(
     model: AdvisorModel, keys: np.ndarray
 ) -> None:
     copy: AdvisorModel = pickle.loads(pickle.dumps(model))
-    assert copy.hazard.n_tables == 0
+    assert copy.hazard.n_tables == len(copy.hazard.shipped_parts_)  # the training tables
     np.testing.assert_array_equal(
         copy.hazard.survival_curves(keys), model.hazard.survival_curves(keys)
     )
@@ -74,7 +77,7 @@ def test_saved_artifact_does_not_depend_on_earlier_predictions(
     cold, warm = (tmp_path / d / MODEL_FILE for d in ("cold", "warm"))
     assert warm.read_bytes() == cold.read_bytes()
     reloaded, _ = load_model(tmp_path / "warm")
-    assert reloaded.hazard.n_tables == 0
+    assert reloaded.hazard.n_tables == len(reloaded.hazard.shipped_parts_) > 0
 
 
 def test_more_keys_than_the_cache_holds(model: AdvisorModel, keys: np.ndarray) -> None:
@@ -157,16 +160,36 @@ def test_tables_computed_on_threads_are_the_same(
     reference = pickle.loads(pickle.dumps(model)).hazard.survival_curves(keys)
     monkeypatch.setattr(hazard_module, "_ROWS_PER_TABLE_THREAD", 10)
     threaded = pickle.loads(pickle.dumps(model)).hazard
+    threaded._parts.clear()  # every table computed here, on threads
     rows: list[int] = []
-    decision = threaded.classifier_.decision_function
+    classifier = threaded._classifier()
+    decision = classifier.decision_function
 
     def counted(X: np.ndarray) -> np.ndarray:
         rows.append(len(X))
         return decision(X)
 
-    monkeypatch.setattr(threaded.classifier_, "decision_function", counted)
+    monkeypatch.setattr(classifier, "decision_function", counted)
     with table_threads(2):
         np.testing.assert_array_equal(threaded.survival_curves(keys), reference)
     # Each part's batch (lane, season, base) was cut in two halves, one per thread.
     assert len(rows) == 6
     assert all(abs(a - b) <= 1 for a, b in zip(rows[::2], rows[1::2], strict=True))
+
+
+def test_the_classifier_is_unpickled_only_for_a_missing_table(
+    model: AdvisorModel, keys: np.ndarray, small_history: pd.DataFrame
+) -> None:
+    """Lanes of the training history are answered from the artifact's tables alone; a table
+    that is not there brings the classifier in and gives the curves it would have given."""
+    from model.schema import validate_history
+
+    training = model.hazard.encoder_.transform(validate_history(small_history).valid)
+    known = np.unique(training.curve_key)[:500]
+    model.hazard.survival_curves(known)
+    assert "classifier_" not in vars(model.hazard)  # still bytes
+    expected = pickle.loads(pickle.dumps(model)).hazard
+    expected._parts.clear()
+    reference = expected.survival_curves(keys)  # every table from the classifier
+    assert "classifier_" in vars(expected)
+    np.testing.assert_array_equal(model.hazard.survival_curves(keys), reference)

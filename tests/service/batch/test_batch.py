@@ -444,8 +444,9 @@ def test_scoring_with_the_local_engine_loads_no_server_cluster_or_plotting_libra
     tmp_path: Path, scan_model_dir: Path
 ) -> None:
     """``score`` imports what it uses: the CLI module assembles every command, but the HTTP
-    service, Dask and matplotlib stay unloaded (they cost start-up time), and so does
-    XGBoost while no scan is scored, though the model carries a scan model."""
+    service, Dask and matplotlib stay unloaded (they cost start-up time), and so do XGBoost
+    while no scan is scored (the model carries a scan model) and scikit-learn while every
+    lane is one of the training history's (the artifact carries their logit tables)."""
     source = write_csv(tmp_path / "orders.csv", [good("A")])
     out = tmp_path / "o.csv"
     args = ["score", str(source), "--out", str(out), "--model", str(scan_model_dir)]
@@ -454,7 +455,7 @@ def test_scoring_with_the_local_engine_loads_no_server_cluster_or_plotting_libra
         "from service.cli import app\n"
         f"app({[*args, '--as-of', AS_OF.isoformat()]!r}, standalone_mode=False)\n"
         "heavy = {'fastapi', 'starlette', 'uvicorn', 'dask', 'distributed', 'matplotlib',"
-        " 'xgboost'}\n"
+        " 'xgboost', 'sklearn', 'scipy'}\n"
         "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     result = subprocess.run(

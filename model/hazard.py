@@ -194,12 +194,18 @@ class DiscreteTimeHazard(Params):
         self.shipped_parts_ = self._training_tables(self.encoder_.transform(known).codes)
         return self
 
-    def _training_tables(self, codes: np.ndarray) -> list[tuple[str, int]]:
-        """Compute the logit table of every sub-key the training rows use; their keys."""
-        for part in ("lane", "season", "base"):
+    def _training_tables(self, codes: np.ndarray) -> np.ndarray:
+        """Compute the logit table of every sub-key the training rows use; their keys
+        (packed, see :func:`_pack_part_keys`)."""
+        for part in _PARTS:
             keys = np.unique(self.encoder_.curve_keys(codes, self._part_names(part)))
             self._logit_parts(part, keys)
-        return sorted(self._parts)
+        return _pack_part_keys(sorted(self._parts))
+
+    @property
+    def n_shipped_tables(self) -> int:
+        """How many logit tables a saved artifact carries (its training history's)."""
+        return len(getattr(self, "shipped_parts_", ()))
 
     def _typical_transit(
         self, codes: np.ndarray, duration: np.ndarray, event: np.ndarray, prior: float = 20.0
@@ -309,8 +315,9 @@ class DiscreteTimeHazard(Params):
             with lock:  # another thread may be adding tables
                 keys = list(self._parts)
                 rows = [self._parts[k] for k in keys]
-            # One array rather than thousands of small ones (one buffer for Dask to send).
-            state["_parts"] = (keys, np.stack(rows) if rows else None)
+            # Arrays rather than thousands of small objects: one buffer for Dask to send,
+            # and few opcodes for joblib's (pure Python) unpickler to read.
+            state["_parts"] = (_pack_part_keys(keys), np.stack(rows) if rows else None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -321,7 +328,7 @@ class DiscreteTimeHazard(Params):
             self._reset_cache()
             if isinstance(parts, tuple) and parts[1] is not None:
                 keys, table = parts
-                self._parts.update(zip(keys, table, strict=True))
+                self._parts.update(zip(_unpack_part_keys(keys), table, strict=True))
 
     def without_tables(self) -> DiscreteTimeHazard:
         """A shallow copy sharing the fitted estimator, with no curves and only the training
@@ -331,7 +338,7 @@ class DiscreteTimeHazard(Params):
         copy.__dict__.update(self.__dict__)
         if "encoder_" in self.__dict__:
             copy._reset_cache()
-            shipped = getattr(self, "shipped_parts_", [])
+            shipped = _unpack_part_keys(getattr(self, "shipped_parts_", _pack_part_keys([])))
             with self._lock:
                 copy._parts.update({key: self._parts[key] for key in shipped if key in self._parts})
         return copy
@@ -454,6 +461,19 @@ class DiscreteTimeHazard(Params):
         codes, unique = pd.factorize(features.curve_key, sort=False)
         table, rows = self._curve_rows(np.asarray(unique, dtype=np.int64))
         return _conditional(table, rows[codes], elapsed, horizons, self.horizon_days)
+
+
+_PARTS = ("lane", "season", "base")
+
+
+def _pack_part_keys(keys: list[tuple[str, int]]) -> np.ndarray:
+    """Table keys ``(part, sub-key)`` as an (n, 2) int64 array (part by its index)."""
+    packed = np.array([(_PARTS.index(part), key) for part, key in keys], dtype=np.int64)
+    return packed.reshape(-1, 2)
+
+
+def _unpack_part_keys(packed: np.ndarray) -> list[tuple[str, int]]:
+    return [(_PARTS[part], key) for part, key in np.asarray(packed).tolist()]
 
 
 @lru_cache(maxsize=1)

@@ -60,7 +60,7 @@ def test_a_fresh_pickle_holds_only_its_training_tables_and_computes_the_same_cur
     model: AdvisorModel, keys: np.ndarray
 ) -> None:
     copy: AdvisorModel = pickle.loads(pickle.dumps(model))
-    assert copy.hazard.n_tables == len(copy.hazard.shipped_parts_)  # the training tables
+    assert copy.hazard.n_tables == copy.hazard.n_shipped_tables  # the training tables
     np.testing.assert_array_equal(
         copy.hazard.survival_curves(keys), model.hazard.survival_curves(keys)
     )
@@ -77,7 +77,7 @@ def test_saved_artifact_does_not_depend_on_earlier_predictions(
     cold, warm = (tmp_path / d / MODEL_FILE for d in ("cold", "warm"))
     assert warm.read_bytes() == cold.read_bytes()
     reloaded, _ = load_model(tmp_path / "warm")
-    assert reloaded.hazard.n_tables == len(reloaded.hazard.shipped_parts_) > 0
+    assert reloaded.hazard.n_tables == reloaded.hazard.n_shipped_tables > 0
 
 
 def test_more_keys_than_the_cache_holds(model: AdvisorModel, keys: np.ndarray) -> None:

@@ -283,7 +283,7 @@ def test_own_local_cluster_matches_local(
     tables filled by the client while it starts and sent with the model."""
     model, _ = load_model(trained_model_dir)  # a copy of its own, with the training tables
     shipped = model.hazard.n_tables
-    assert shipped == len(model.hazard.shipped_parts_)
+    assert shipped == model.hazard.n_shipped_tables
     source = tmp_path / "orders.csv"
     orders_with_duplicates(open_orders).to_csv(source, index=False)
     run_local(job(source, tmp_path / "local.csv", small_model, 1000))

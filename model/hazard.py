@@ -39,6 +39,7 @@ from model.params import Params
 
 __all__ = [
     "DiscreteTimeHazard",
+    "allowed_threads",
     "bucket_start",
     "observed_durations",
     "table_threads",
@@ -61,6 +62,11 @@ def table_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         _TABLE_THREADS.reset(token)
+
+
+def allowed_threads() -> int:
+    """The threads :func:`table_threads` allows here (1 unless a caller said otherwise)."""
+    return _TABLE_THREADS.get()
 
 
 def time_bucket(day: np.ndarray) -> np.ndarray:
@@ -191,16 +197,19 @@ class DiscreteTimeHazard(Params):
         self.n_person_days_ = len(y)
         self.n_events_ = int(event.sum())
         self._reset_cache()
-        self.shipped_parts_ = self._training_tables(self.encoder_.transform(known).codes)
         return self
 
-    def _training_tables(self, codes: np.ndarray) -> np.ndarray:
-        """Compute the logit table of every sub-key the training rows use; their keys
-        (packed, see :func:`_pack_part_keys`)."""
+    def ship_training_tables(self, history: pd.DataFrame, as_of: date) -> DiscreteTimeHazard:
+        """Compute the logit table of every sub-key the training rows (shipped by ``as_of``)
+        use, and keep them with the model when it is saved (:meth:`without_tables`): scoring
+        those lanes then needs no classifier. Called for a model that will be saved."""
+        known = history.loc[history["shipped_at"] <= pd.Timestamp(as_of)]
+        codes = self.encoder_.transform(known).codes
         for part in _PARTS:
             keys = np.unique(self.encoder_.curve_keys(codes, self._part_names(part)))
             self._logit_parts(part, keys)
-        return _pack_part_keys(sorted(self._parts))
+        self.shipped_parts_ = _pack_part_keys(sorted(self._parts))
+        return self
 
     @property
     def n_shipped_tables(self) -> int:

@@ -21,7 +21,6 @@ milestone (the gap to the next scan, among parcels that went on), with rare lane
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -37,11 +36,12 @@ from model.events import (
     scan_state,
 )
 from model.features import EncodedFeatures, days_between
+from model.hazard import allowed_threads
 from model.params import Params
 
 __all__ = ["PARALLEL_ROWS", "LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
 
-PARALLEL_ROWS = 20_000  # predictions on every core from this many design rows
+PARALLEL_ROWS = 20_000  # predictions on the allowed threads from this many design rows
 
 
 class TooFewTrackedParcels(ValueError):
@@ -566,16 +566,19 @@ class LandmarkScanModel(Params):
         loading an artifact imports xgboost only when scans are first scored."""
         state = dict(self.__dict__)
         booster = state.pop("booster_", None)
-        state.pop("parallel_booster_", None)
+        for name in [key for key in state if key.endswith("_threads_")]:
+            state.pop(name)  # the threaded copies of the same trees
         if booster is not None:
             state["booster_raw_"] = bytes(booster.save_raw(raw_format="ubj"))
         return state
 
     def _booster(self, rows: int = 0) -> Any:
-        """The trees, on one thread, or on every core for ``rows`` >= :data:`PARALLEL_ROWS`
-        (rows are independent, so results do not change; for a few rows, as in an HTTP
-        micro-batch, threads would only cost: they spin after each call)."""
-        name = "parallel_booster_" if rows >= PARALLEL_ROWS else "booster_"
+        """The trees, on one thread, or on up to :func:`model.hazard.allowed_threads` for
+        ``rows`` >= :data:`PARALLEL_ROWS` (the batch engine allows every core; rows are
+        independent, so results do not change). Elsewhere one thread: OpenMP threads of
+        several processes sharing the cores wait on each other at every barrier."""
+        threads = allowed_threads() if rows >= PARALLEL_ROWS else 1
+        name = "booster_" if threads == 1 else f"booster_{threads}_threads_"
         booster = self.__dict__.get(name)
         if booster is None:
             import xgboost as xgb
@@ -583,7 +586,6 @@ class LandmarkScanModel(Params):
             raw = self.__dict__.get("booster_raw_")
             if raw is None:  # fitted here, never pickled
                 raw = bytes(self.booster_.save_raw(raw_format="ubj"))
-            threads = (os.cpu_count() or 1) if name == "parallel_booster_" else 1
             booster = xgb.Booster(params={"nthread": threads})
             booster.load_model(bytearray(raw))
             self.__dict__[name] = booster

@@ -268,7 +268,7 @@ def train_model(
     started = time.perf_counter()
     hazard = DiscreteTimeHazard(**config.hazard)
     calibrator, scan_calibrator, holdout = _holdout(history, as_of, config, hazard, scans)
-    final = hazard.clone().fit(history, as_of)
+    final = hazard.clone().fit(history, as_of).ship_training_tables(history, as_of)
     scan_model = _scan_model(config, history, scans, as_of, final)
     lanes = lane_table(
         history,

@@ -627,10 +627,7 @@ def match_events(table: ScanTable, order_ids: np.ndarray, shipped_at: np.ndarray
             "line": table.line[early],
             "order_id": table.order_ids[owners[early]],
             "column": "event_at",
-            "reason": [
-                f"scan dated {_iso(d)}, before the order's shipped_at ({_iso(s)})"
-                for d, s in zip(table.day[early], ship_of_scan[early], strict=True)
-            ],
+            "reason": _early_reasons(table.day[early], ship_of_scan[early]),
         },
         columns=list(REJECT_COLUMNS),
     )
@@ -692,16 +689,18 @@ def scans_of_orders(source: ScanTable, order_ids: np.ndarray, shipped_at: np.nda
         table=table,
         early_line=source.line[taken][early],
         early_order_id=order_ids[early_owner],
-        early_reason=np.asarray(
-            [
-                f"scan dated {_iso(d)}, before the order's shipped_at ({_iso(s)})"
-                for d, s in zip(early_day, shipped_day[early_owner], strict=True)
-            ],
-            dtype=object,
-        ),
+        early_reason=np.asarray(_early_reasons(early_day, shipped_day[early_owner]), dtype=object),
         orders=int(has.sum()),
         scans=int(count.sum()),
     )
+
+
+def _early_reasons(scan_day: np.ndarray, shipped_day: np.ndarray) -> list[str]:
+    """The reject reason of scans dated before their order's shipment (days since 1970)."""
+    return [
+        f"scan dated {_iso(d)}, before the order's shipped_at ({_iso(s)})"
+        for d, s in zip(scan_day, shipped_day, strict=True)
+    ]
 
 
 def _iso(day: int) -> str:

@@ -72,9 +72,9 @@ from service.batch.events import (
     read_batch_scans,
 )
 from service.batch.files import (
-    BLANK,
     LINE_COLUMN,
     PROBLEM_COLUMN,
+    UNPARSABLE,
     CsvSplitter,
     TableSink,
     csv_header,
@@ -85,6 +85,7 @@ from service.batch.files import (
     output_kind,
     parquet_columns,
     parse_csv_chunk,
+    problem_masks,
 )
 from service.policy import PolicyConfig
 from service.scoring import SCORED_COLUMNS, score_columns
@@ -142,7 +143,6 @@ REJECTS_SCHEMA = pa.schema(
         ("reason", pa.string()),
     ]
 )
-UNPARSABLE = "(unparsable)"  # the ``column`` label of a row that is not a CSV record
 
 
 # -- duplicates across chunks ------------------------------------------------------------
@@ -338,11 +338,7 @@ def validate_partition(
     raw = _as_table(raw)
     lines = raw.column(LINE_COLUMN).to_numpy()
     problem_text = raw.column(PROBLEM_COLUMN)
-    noted = problem_text.is_valid().to_numpy(zero_copy_only=False)
-    blank = noted & pc.fill_null(pc.equal(problem_text, BLANK), False).to_numpy(
-        zero_copy_only=False
-    )
-    problem = noted & ~blank
+    blank, problem = problem_masks(raw)
     duplicate = np.zeros(len(raw), dtype=bool) if earlier is None else earlier >= 0
     parts: list[pa.Table] = []
     if problem.any():

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from model.events import (
@@ -34,21 +33,21 @@ from model.events import (
 )
 from model.schema import REJECT_COLUMNS
 from service.batch.files import (
-    BLANK,
     LINE_COLUMN,
     PROBLEM_COLUMN,
+    UNPARSABLE,
     CsvSplitter,
     csv_header,
     input_kind,
     iter_parquet,
     parquet_columns,
     parse_csv_chunk,
+    problem_masks,
 )
 
 __all__ = ["EVENT_CHUNK_ROWS", "BatchScans", "default_events_rejects_path", "read_batch_scans"]
 
 EVENT_CHUNK_ROWS = 200_000
-UNPARSABLE = "(unparsable)"  # as for the orders: the ``column`` of a record that is not CSV
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,7 @@ def _read(path: Path, chunks: Iterator[pa.Table]) -> BatchScans:
     rows = 0
     for raw in chunks:
         problem = raw.column(PROBLEM_COLUMN)
-        noted = problem.is_valid().to_numpy(zero_copy_only=False)
-        blank = noted & pc.fill_null(pc.equal(problem, BLANK), False).to_numpy(zero_copy_only=False)
-        bad = noted & ~blank
+        blank, bad = problem_masks(raw)
         lines = raw.column(LINE_COLUMN).to_numpy()
         if bad.any():
             rows_bad = pa.array(np.flatnonzero(bad))
@@ -175,7 +172,7 @@ def _read(path: Path, chunks: Iterator[pa.Table]) -> BatchScans:
                     columns=list(REJECT_COLUMNS),
                 )
             )
-        good = ~noted
+        good = ~blank & ~bad
         rows += int((~blank).sum())
         events = raw.drop_columns([LINE_COLUMN, PROBLEM_COLUMN])
         if not good.all():

@@ -44,6 +44,7 @@ __all__ = [
     "BLANK",
     "LINE_COLUMN",
     "PROBLEM_COLUMN",
+    "UNPARSABLE",
     "CsvChunk",
     "CsvSplitter",
     "ParquetPiece",
@@ -55,6 +56,7 @@ __all__ = [
     "output_kind",
     "parquet_pieces",
     "parse_csv_chunk",
+    "problem_masks",
     "read_parquet_piece",
     "temp_path_for",
 ]
@@ -62,6 +64,7 @@ __all__ = [
 LINE_COLUMN = "__line__"
 PROBLEM_COLUMN = "__problem__"
 BLANK = "(blank line)"  # PROBLEM_COLUMN of a blank line: skipped, counted, not a row
+UNPARSABLE = "(unparsable)"  # the ``column`` of a rejected row that is not a CSV record
 NOT_UTF8 = "line is not valid UTF-8 text"
 MAX_RECORD_LINES = 100  # a quoted field spanning more lines is taken as an unclosed quote
 MAX_LINE_BYTES = 64 << 20  # a "line" longer than this means the file is not a CSV
@@ -567,6 +570,15 @@ def _parse_good(
         order_id, reason = _problem_row(records[j].rstrip(b"\r\n"), names)
         problems[k] = (order_id, reason if reason not in (None, "blank") else "unparsable CSV")
     return table
+
+
+def problem_masks(raw: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Of a raw partition: the blank lines (skipped, not rows) and the rows that could not
+    be parsed (rejected, their reason in :data:`PROBLEM_COLUMN`)."""
+    problem = raw.column(PROBLEM_COLUMN)
+    noted = problem.is_valid().to_numpy(zero_copy_only=False)
+    blank = noted & pc.fill_null(pc.equal(problem, BLANK), False).to_numpy(zero_copy_only=False)
+    return blank, noted & ~blank
 
 
 # -- Parquet -----------------------------------------------------------------------------

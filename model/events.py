@@ -113,7 +113,7 @@ class ValidatedEvents:
     The valid scans are kept as arrays: ``line``, ``order_id`` (Arrow text), ``time_ns``
     (UTC-naive ns since 1970, time of day kept), ``code`` (index into :data:`MILESTONES`)
     and the free-text columns (``text``); :attr:`valid` gives them as a frame,
-    :meth:`scan_table` packs them by order. A :meth:`compact` copy keeps a 64-bit hash of the
+    :meth:`packed` packs them by order. A :meth:`compact` copy keeps a 64-bit hash of the
     free text (``text_hash``) instead of the text, enough to find duplicates.
     """
 
@@ -182,8 +182,9 @@ class ValidatedEvents:
         )
 
     def packed(self) -> tuple[ScanTable, int]:
-        """:meth:`without_duplicates` then :meth:`scan_table` in one go (the order ids are
-        encoded once): the table and the number of duplicates dropped."""
+        """The scans packed by order (:class:`ScanTable`) with every exact repeat of an
+        earlier one dropped: the table and the number dropped (the order ids are encoded
+        once, and one sort serves both)."""
         if self.n_valid == 0:
             return ScanTable.empty(), 0
         encoded = pc.dictionary_encode(self.order_id)
@@ -200,19 +201,6 @@ class ValidatedEvents:
             order=order[~duplicate[order]],
         )
         return table, int(duplicate.sum())
-
-    def scan_table(self) -> ScanTable:
-        """The valid scans packed by order (:class:`ScanTable`)."""
-        if self.n_valid == 0:
-            return ScanTable.empty()
-        encoded = pc.dictionary_encode(self.order_id)
-        return ScanTable.from_arrays(
-            encoded.dictionary.to_numpy(zero_copy_only=False).astype(object),
-            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            self.time_ns,
-            self.code,
-            self.line,
-        )
 
 
 def validate_events(

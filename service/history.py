@@ -87,8 +87,9 @@ class LoadedEvents:
 def read_events(path: Path, order_ids: np.ndarray, shipped_at: np.ndarray) -> LoadedEvents:
     """Read, validate and match scans to orders (``order_ids`` with their ``shipped_at``)."""
     frame = read_table(path)
-    validated = validate_events(frame)
-    matched = match_events(validated.scan_table(), order_ids, shipped_at)
+    validated = validate_events(frame, drop_duplicates=False)
+    table, duplicates = validated.packed()  # exact duplicates dropped while packing
+    matched = match_events(table, order_ids, shipped_at)
     rejects = pd.concat([validated.rejects, matched.rejects], ignore_index=True).sort_values(
         "line", kind="stable"
     )
@@ -98,7 +99,7 @@ def read_events(path: Path, order_ids: np.ndarray, shipped_at: np.ndarray) -> Lo
         path=path,
         sha256=file_sha256(path),
         rows=validated.n_rows,
-        duplicates=validated.duplicates,
+        duplicates=duplicates,
         unknown_orders=matched.unknown_orders,
         unknown_scans=matched.unknown_scans,
     )

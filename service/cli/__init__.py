@@ -1,36 +1,44 @@
-"""``window-advisor``: one Typer app, one command per stage.
+"""``window-advisor``: the command line (the app is assembled in :mod:`service.cli.commands`).
 
-The commands live in modules by group (:mod:`.pipeline`: generate, train, evaluate, score;
-:mod:`.imports`; :mod:`.report`; :mod:`.serve`), each importing only :mod:`.common`; this
-module assembles them, so no command module imports another.
+:func:`main` is the console script. ``from service.cli import app`` gives the Typer app.
 """
 
 from __future__ import annotations
 
-import typer
+import gc
+from typing import TYPE_CHECKING, Any
 
-from service.cli import pipeline
-from service.cli.imports import import_app
-from service.cli.report import report_command
-from service.cli.serve import serve_command
+if TYPE_CHECKING:
+    from service.cli.commands import app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="window-advisor",
-    help="Delivery-window extension advisor: learn lane delays, advise extend/escalate.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.command("generate")(pipeline.generate)
-app.command("train")(pipeline.train)
-app.command("evaluate")(pipeline.evaluate)
-app.command("score")(pipeline.score)
-app.add_typer(import_app, name="import")
-app.command("report")(report_command)
-app.command("serve")(serve_command)
+
+def main() -> None:
+    """Run the command line.
+
+    Start-up makes some 100k objects that live as long as the process (modules, the model).
+    Python's cyclic garbage collector would walk them again and again while they are made,
+    and once more at exit: ~0.15 s of a 0.75 s one-row ``score`` (``bench/RESULTS.md``). So
+    collection waits while the commands import, the objects made so far are then left out
+    of every later collection (:func:`gc.freeze`), and so are those alive at exit. Garbage
+    made while a command runs is collected as usual.
+    """
+    gc.disable()
+    try:
+        from service.cli.commands import app
+    finally:
+        gc.freeze()
+        gc.enable()
+    try:
+        app()
+    finally:
+        gc.freeze()
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    app()
+def __getattr__(name: str) -> Any:
+    if name == "app":  # assembled on first use: importing this package stays cheap
+        from service.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

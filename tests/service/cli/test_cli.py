@@ -266,3 +266,37 @@ def test_round_trip_with_scans(tmp_path: Path) -> None:
     assert names == list(STRATEGIES)
     assert summary["scans"]["decisions_with_scans"] > 0
     assert summary["scans"]["by_last_milestone"]
+
+
+def test_console_entry_runs_the_command_and_leaves_garbage_collection_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` (the ``window-advisor`` script) pauses the collector only while the commands
+    import: a command's own garbage must still be collected (a batch run is long), and the
+    exit code is the command's."""
+    import gc
+
+    from service.cli import main
+
+    out = tmp_path / "history.csv"
+    argv = ["window-advisor", "generate", "--rows", "50", "--out", str(out), "--seed", "1"]
+    monkeypatch.setattr("sys.argv", argv)
+    frozen_before = gc.get_freeze_count()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()  # this test process goes on; its objects are collected as before
+    assert stopped.value.code == 0
+    assert len(pd.read_csv(out)) == 50
+
+    monkeypatch.setattr("sys.argv", ["window-advisor", "generate", "--rows", "-1"])
+    try:
+        with pytest.raises(SystemExit) as refused:
+            main()
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+    assert refused.value.code == 2  # a usage error, as Click reports it

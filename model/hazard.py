@@ -42,6 +42,7 @@ __all__ = [
     "allowed_threads",
     "bucket_start",
     "observed_durations",
+    "openmp_threads",
     "table_threads",
     "time_bucket",
 ]
@@ -50,6 +51,8 @@ __all__ = [
 # that knows the cores are free says otherwise.
 _TABLE_THREADS: ContextVar[int] = ContextVar("table_threads", default=1)
 _ROWS_PER_TABLE_THREAD = 50_000
+# OpenMP threads per prediction (see openmp_threads); None: the runtime's own default.
+_OPENMP_THREADS: ContextVar[int | None] = ContextVar("openmp_threads", default=None)
 
 
 @contextmanager
@@ -62,6 +65,20 @@ def table_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         _TABLE_THREADS.reset(token)
+
+
+@contextmanager
+def openmp_threads(threads: int) -> Iterator[None]:
+    """While the block runs (in this thread), the classifier predicts with at most
+    ``threads`` OpenMP threads. Unlike a ``threadpool_limits`` block entered beforehand, this
+    also holds for scikit-learn's OpenMP runtime when it loads inside the block (the
+    classifier is unpickled on first use): idle OpenMP threads spin, and beside the batch
+    engine's reader and writer threads they cost it ~20% of its CPU time."""
+    token = _OPENMP_THREADS.set(max(1, threads))
+    try:
+        yield
+    finally:
+        _OPENMP_THREADS.reset(token)
 
 
 def allowed_threads() -> int:
@@ -398,12 +415,16 @@ class DiscreteTimeHazard(Params):
     def _decision(self, X: np.ndarray) -> np.ndarray:
         """The classifier's raw logits of ``X``, in slices on threads when it is large and
         :func:`table_threads` allows."""
+        classifier = self._classifier()  # first: it loads scikit-learn's OpenMP runtime
         threads = min(_TABLE_THREADS.get(), len(X) // _ROWS_PER_TABLE_THREAD)
         if threads < 2:
-            return np.asarray(self._classifier().decision_function(X))
+            limit = _OPENMP_THREADS.get()
+            if limit is None:
+                return np.asarray(classifier.decision_function(X))
+            with _threadpool_controller().limit(limits=limit, user_api="openmp"):
+                return np.asarray(classifier.decision_function(X))
 
         controller = _threadpool_controller()
-        classifier = self._classifier()
 
         def logits(rows: np.ndarray) -> np.ndarray:
             with controller.limit(limits=1, user_api="openmp"):  # this thread's own limit
@@ -487,7 +508,8 @@ def _unpack_part_keys(packed: np.ndarray) -> list[tuple[str, int]]:
 
 @lru_cache(maxsize=1)
 def _threadpool_controller() -> Any:
-    """threadpoolctl's view of the loaded thread pools, found once (a scan takes ~10 ms)."""
+    """threadpoolctl's view of the loaded thread pools, found once (a scan takes ~10 ms);
+    first called once the classifier is loaded, so it sees scikit-learn's OpenMP runtime."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()

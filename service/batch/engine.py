@@ -784,8 +784,9 @@ def validated_chunks(chunks: RawChunks, as_of: date) -> Iterator[tuple[CheckedPa
 
 @contextmanager
 def one_openmp_thread() -> Iterator[None]:
-    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set;
-    the model's first, large batch of logit tables is still spread over the cores
+    """One OpenMP thread for the model while the run lasts, unless OMP_NUM_THREADS is set
+    (:func:`model.hazard.openmp_threads`: it holds even though scikit-learn loads only when
+    a lane needs new tables); a large batch of logit tables is still spread over the cores
     (:func:`model.hazard.table_threads`), when the reader and writer have little to do.
 
     Reading and writing already run in their own threads; OpenMP threads spinning beside
@@ -793,11 +794,9 @@ def one_openmp_thread() -> Iterator[None]:
     if os.environ.get("OMP_NUM_THREADS"):
         yield
         return
-    from threadpoolctl import threadpool_limits
+    from model.hazard import openmp_threads, table_threads
 
-    from model.hazard import table_threads
-
-    with threadpool_limits(limits=1, user_api="openmp"), table_threads(os.cpu_count() or 1):
+    with openmp_threads(1), table_threads(os.cpu_count() or 1):
         yield
 
 

@@ -3,7 +3,10 @@ artifact holds, and curves served while other threads evict them."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -193,3 +196,53 @@ def test_the_classifier_is_unpickled_only_for_a_missing_table(
     reference = expected.survival_curves(keys)  # every table from the classifier
     assert "classifier_" in vars(expected)
     np.testing.assert_array_equal(model.hazard.survival_curves(keys), reference)
+
+
+def test_one_openmp_thread_holds_for_a_classifier_loaded_inside_the_block(
+    trained_model_dir: Path,
+) -> None:
+    """``openmp_threads(1)`` limits the classifier even when scikit-learn (and its OpenMP
+    runtime) loads only inside the block, as it does when a batch meets a lane without
+    tables; outside the block the runtime's default (here OMP_NUM_THREADS=2) holds. Run in a
+    fresh process: scikit-learn must not be loaded yet."""
+    program = f"""
+import pickle, sys, types
+import threadpoolctl
+from data.generate import generate_open_orders
+from model import hazard as hz
+from model.artifact import load_model
+from model.schema import validate_open_orders
+from pathlib import Path
+
+model, _ = load_model(Path({str(trained_model_dir)!r}))
+assert "sklearn" not in sys.modules
+seen = []
+
+class Spy:
+    def __init__(self, classifier):
+        self.classifier = classifier
+    def decision_function(self, X):
+        info = threadpoolctl.threadpool_info()
+        seen.append(sorted({{i["num_threads"] for i in info if i["user_api"] == "openmp"}}))
+        return self.classifier.decision_function(X)
+
+hz.pickle = types.SimpleNamespace(loads=lambda blob: Spy(pickle.loads(blob)), dumps=pickle.dumps)
+orders = validate_open_orders(generate_open_orders(200, seed=3)).valid
+keys = model.hazard.encoder_.transform(orders).curve_key
+model.hazard._reset_cache()  # no tables: the classifier is needed
+with hz.openmp_threads(1):
+    model.hazard.survival_curves(keys)
+print("INSIDE", seen)
+seen.clear()
+model.hazard._reset_cache()
+model.hazard.survival_curves(keys)
+print("OUTSIDE", seen)
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    inside, outside = result.stdout.strip().splitlines()
+    assert inside.startswith("INSIDE [[1]") and "2" not in inside, inside
+    assert outside.startswith("OUTSIDE [[2]"), outside

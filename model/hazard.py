@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -72,8 +71,9 @@ def openmp_threads(threads: int) -> Iterator[None]:
     """While the block runs (in this thread), the classifier predicts with at most
     ``threads`` OpenMP threads. Unlike a ``threadpool_limits`` block entered beforehand, this
     also holds for scikit-learn's OpenMP runtime when it loads inside the block (the
-    classifier is unpickled on first use): idle OpenMP threads spin, and beside the batch
-    engine's reader and writer threads they cost it ~20% of its CPU time."""
+    classifier is unpickled on first use): the count goes with each prediction. Idle OpenMP
+    threads spin, and beside the batch engine's reader and writer threads they cost it ~20%
+    of its CPU time."""
     token = _OPENMP_THREADS.set(max(1, threads))
     try:
         yield
@@ -415,20 +415,13 @@ class DiscreteTimeHazard(Params):
     def _decision(self, X: np.ndarray) -> np.ndarray:
         """The classifier's raw logits of ``X``, in slices on threads when it is large and
         :func:`table_threads` allows."""
-        classifier = self._classifier()  # first: it loads scikit-learn's OpenMP runtime
+        classifier = self._classifier()
         threads = min(_TABLE_THREADS.get(), len(X) // _ROWS_PER_TABLE_THREAD)
         if threads < 2:
-            limit = _OPENMP_THREADS.get()
-            if limit is None:
-                return np.asarray(classifier.decision_function(X))
-            with _threadpool_controller().limit(limits=limit, user_api="openmp"):
-                return np.asarray(classifier.decision_function(X))
-
-        controller = _threadpool_controller()
+            return _raw_logits(classifier, X, _OPENMP_THREADS.get())
 
         def logits(rows: np.ndarray) -> np.ndarray:
-            with controller.limit(limits=1, user_api="openmp"):  # this thread's own limit
-                return np.asarray(classifier.decision_function(rows))
+            return _raw_logits(classifier, rows, 1)  # each thread one OpenMP thread
 
         with ThreadPoolExecutor(threads, thread_name_prefix="logit-tables") as pool:
             return np.concatenate(list(pool.map(logits, np.array_split(X, threads))))
@@ -506,13 +499,15 @@ def _unpack_part_keys(packed: np.ndarray) -> list[tuple[str, int]]:
     return [(_PARTS[part], key) for part, key in np.asarray(packed).tolist()]
 
 
-@lru_cache(maxsize=1)
-def _threadpool_controller() -> Any:
-    """threadpoolctl's view of the loaded thread pools, found once (a scan takes ~10 ms);
-    first called once the classifier is loaded, so it sees scikit-learn's OpenMP runtime."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+def _raw_logits(classifier: Any, X: np.ndarray, threads: int | None) -> np.ndarray:
+    """The classifier's ``decision_function`` of ``X`` with at most ``threads`` OpenMP
+    threads (None: the runtime's default). ``decision_function`` takes no thread count; the
+    method behind it does (``_raw_predict``: private, but the artifact pins scikit-learn's
+    minor version). No threadpoolctl limit here: its library scan runs Python code in a
+    ctypes callback, where a Ctrl-C arriving meanwhile is lost."""
+    if threads is None:
+        return np.asarray(classifier.decision_function(X))
+    return np.asarray(classifier._raw_predict(X, n_threads=threads)).ravel()
 
 
 class _CurveCache:

@@ -19,7 +19,7 @@ def main() -> None:
 
     Start-up makes some 100k objects that live as long as the process (modules, the model).
     Python's cyclic garbage collector would walk them again and again while they are made,
-    and once more at exit: ~0.15 s of a 0.75 s one-row ``score`` (``bench/RESULTS.md``). So
+    and once more at exit: ~0.15 s of a 0.72 s one-row ``score`` (``bench/RESULTS.md``). So
     collection waits while the commands import, the objects made so far are then left out
     of every later collection (:func:`gc.freeze`), and so are those alive at exit. Garbage
     made while a command runs is collected as usual.

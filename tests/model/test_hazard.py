@@ -166,13 +166,14 @@ def test_tables_computed_on_threads_are_the_same(
     threaded._parts.clear()  # every table computed here, on threads
     rows: list[int] = []
     classifier = threaded._classifier()
-    decision = classifier.decision_function
+    predict = classifier._raw_predict
 
-    def counted(X: np.ndarray) -> np.ndarray:
+    def counted(X: np.ndarray, n_threads: int | None = None) -> np.ndarray:
+        assert n_threads == 1  # each thread one OpenMP thread
         rows.append(len(X))
-        return decision(X)
+        return predict(X, n_threads=n_threads)
 
-    monkeypatch.setattr(classifier, "decision_function", counted)
+    monkeypatch.setattr(classifier, "_raw_predict", counted)
     with table_threads(2):
         np.testing.assert_array_equal(threaded.survival_curves(keys), reference)
     # Each part's batch (lane, season, base) was cut in two halves, one per thread.
@@ -203,11 +204,12 @@ def test_one_openmp_thread_holds_for_a_classifier_loaded_inside_the_block(
 ) -> None:
     """``openmp_threads(1)`` limits the classifier even when scikit-learn (and its OpenMP
     runtime) loads only inside the block, as it does when a batch meets a lane without
-    tables; outside the block the runtime's default (here OMP_NUM_THREADS=2) holds. Run in a
-    fresh process: scikit-learn must not be loaded yet."""
+    tables, and the curves are the same as without the limit; outside the block the
+    runtime's default holds. Run in a fresh process: scikit-learn must not be loaded yet,
+    and what a prediction runs with is read from inside the classifier's own predict."""
     program = f"""
 import pickle, sys, types
-import threadpoolctl
+import numpy as np
 from data.generate import generate_open_orders
 from model import hazard as hz
 from model.artifact import load_model
@@ -218,31 +220,31 @@ model, _ = load_model(Path({str(trained_model_dir)!r}))
 assert "sklearn" not in sys.modules
 seen = []
 
-class Spy:
-    def __init__(self, classifier):
-        self.classifier = classifier
-    def decision_function(self, X):
-        info = threadpoolctl.threadpool_info()
-        seen.append(sorted({{i["num_threads"] for i in info if i["user_api"] == "openmp"}}))
-        return self.classifier.decision_function(X)
+def spied(classifier):
+    predict = classifier._predict_iterations
+    def recorded(X, predictors, raw, is_binned, n_threads):
+        seen.append(n_threads)
+        return predict(X, predictors, raw, is_binned, n_threads)
+    classifier._predict_iterations = recorded
+    return classifier
 
-hz.pickle = types.SimpleNamespace(loads=lambda blob: Spy(pickle.loads(blob)), dumps=pickle.dumps)
+hz.pickle = types.SimpleNamespace(loads=lambda blob: spied(pickle.loads(blob)), dumps=pickle.dumps)
 orders = validate_open_orders(generate_open_orders(200, seed=3)).valid
 keys = model.hazard.encoder_.transform(orders).curve_key
 model.hazard._reset_cache()  # no tables: the classifier is needed
 with hz.openmp_threads(1):
-    model.hazard.survival_curves(keys)
-print("INSIDE", seen)
+    limited = model.hazard.survival_curves(keys)
+print("INSIDE", sorted(set(seen)))
 seen.clear()
 model.hazard._reset_cache()
-model.hazard.survival_curves(keys)
-print("OUTSIDE", seen)
+free = model.hazard.survival_curves(keys)
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+print("OUTSIDE", sorted(set(seen)), _openmp_effective_n_threads())
+print("SAME", np.array_equal(limited, free))
 """
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=False
     )
     assert result.returncode == 0, result.stderr
-    inside, outside = result.stdout.strip().splitlines()
-    assert inside.startswith("INSIDE [[1]") and "2" not in inside, inside
-    assert outside.startswith("OUTSIDE [[2]"), outside
+    assert result.stdout.splitlines() == ["INSIDE [1]", "OUTSIDE [2] 2", "SAME True"]

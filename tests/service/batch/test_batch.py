@@ -415,7 +415,7 @@ def test_interrupted_run_leaves_no_output(
             "--as-of",
             AS_OF.isoformat(),
             "--chunk-rows",
-            "500",  # many small chunks: the run lasts long enough to be interrupted
+            "50",  # many small chunks: the run lasts long enough (~15 s) to be interrupted
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -429,14 +429,14 @@ def test_interrupted_run_leaves_no_output(
     assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
-    assert not out.exists()
+    assert not out.exists(), stderr.decode()
     assert not (tmp_path / "out.rejects.csv").exists()
     left = sorted(os.listdir(tmp_path))
     if sig == signal.SIGKILL:  # nothing can clean up: only hidden temporaries remain
         assert all(name.startswith(".out.") for name in left), left
     else:
         assert left == [], left
-        assert process.returncode == (130 if sig == signal.SIGINT else 143)
+        assert process.returncode == (130 if sig == signal.SIGINT else 143), stderr.decode()
         assert b"Traceback" not in stderr
 
 

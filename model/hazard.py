@@ -16,6 +16,7 @@ and cached, so prediction is a table lookup.
 from __future__ import annotations
 
 import pickle
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -376,8 +377,9 @@ class DiscreteTimeHazard(Params):
             # The bytes are part of the verified artifact (checksum and signature), like
             # the pickle around them.
             blob: bytes = self.__dict__["classifier_pickle_"]
-            classifier = pickle.loads(blob)
-            self.classifier_ = classifier
+            with _interrupts_held():  # unpickling imports scikit-learn
+                classifier = pickle.loads(blob)
+                self.classifier_ = classifier
         return classifier
 
     @property
@@ -497,6 +499,40 @@ def _pack_part_keys(keys: list[tuple[str, int]]) -> np.ndarray:
 
 def _unpack_part_keys(packed: np.ndarray) -> list[tuple[str, int]]:
     return [(_PARTS[part], key) for part, key in np.asarray(packed).tolist()]
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM wait until the block ends, then take effect as usual
+    (main thread only; elsewhere the block runs as is).
+
+    Importing runs ``exec``/``eval`` of source strings (``namedtuple``, ``dataclass``, SciPy's
+    modules). CPython (3.11 at least) remembers a KeyboardInterrupt escaping such code and
+    ends the process by SIGINT at exit even once the interrupt was caught: a Ctrl-C during
+    the classifier's first load made ``score`` die by SIGINT instead of exiting 130 after
+    cleaning up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {held_signal: signal.getsignal(held_signal) for held_signal in held}
+    if any(handler is None for handler in previous.values()):  # set outside Python: leave
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    for held_signal in held:
+        signal.signal(held_signal, remember)
+    try:
+        yield
+    finally:
+        for held_signal, handler in previous.items():
+            signal.signal(held_signal, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # handled by the handler now back in place
 
 
 def _raw_logits(classifier: Any, X: np.ndarray, threads: int | None) -> np.ndarray:

@@ -199,6 +199,38 @@ def test_the_classifier_is_unpickled_only_for_a_missing_table(
     np.testing.assert_array_equal(model.hazard.survival_curves(keys), reference)
 
 
+def test_ctrl_c_while_the_classifier_loads_is_raised_once_it_is_loaded(
+    trained_model_dir: Path,
+) -> None:
+    """A Ctrl-C arriving while the classifier is unpickled (which imports scikit-learn, whose
+    imports run ``exec`` of source strings) is raised when the load is done, outside any such
+    code: caught, the process exits with its own code, not killed by SIGINT at exit. The
+    stand-in classifier's bytes raise SIGINT from an ``exec`` while they load."""
+    program = f"""
+import pickle, sys
+from pathlib import Path
+from model.artifact import load_model
+
+class InterruptingLoad:
+    def __reduce__(self):
+        return (exec, ("import signal\\nsignal.raise_signal(signal.SIGINT)\\nsum(range(10_000))",))
+
+model, _ = load_model(Path({str(trained_model_dir)!r}))
+model.hazard.__dict__["classifier_pickle_"] = pickle.dumps(InterruptingLoad())
+try:
+    model.hazard._classifier()
+except KeyboardInterrupt:
+    print("INTERRUPTED, LOADED:", "classifier_" in vars(model.hazard))
+    sys.exit(130)
+print("NOT INTERRUPTED")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.splitlines() == ["INTERRUPTED, LOADED: True"], result.stderr
+    assert result.returncode == 130, result.stderr
+
+
 def test_one_openmp_thread_holds_for_a_classifier_loaded_inside_the_block(
     trained_model_dir: Path,
 ) -> None:

@@ -656,23 +656,50 @@ def read_parquet_piece(piece: ParquetPiece) -> pa.Table:
 def iter_parquet(
     path: Path, chunk_rows: int, columns: tuple[str, ...] = OPEN_ORDER_COLUMNS
 ) -> Iterator[tuple[pa.Table, int]]:
-    """Stream a Parquet file or directory as raw partitions of ``columns`` (and bytes read
-    before each)."""
+    """Stream a Parquet file or directory as raw partitions of ``columns``, ``chunk_rows``
+    rows each (a file's last may be shorter), with the bytes read before each.
+
+    Read one row group at a time: pyarrow's batch reader over a whole file holds memory that
+    grows with the file's row groups (25 MB for 10 row groups of 100k orders, 78 MB for 50;
+    13 MB one group at a time), so the peak grew with the input."""
     first_row = 1
     done = 0
     for file in parquet_files(path):
         try:
-            handle = pq.ParquetFile(file)
-            known = [n for n in handle.schema_arrow.names if n in columns]
-            # One thread: the engine already keeps the cores busy (and it costs less CPU).
-            batches = handle.iter_batches(batch_size=chunk_rows, columns=known, use_threads=False)
-            for batch in batches:
-                frame = _with_lines(pa.Table.from_batches([batch]), first_row, columns)
-                first_row += batch.num_rows
-                yield frame, done
+            for table in _row_group_chunks(pq.ParquetFile(file), chunk_rows, columns):
+                yield _with_lines(table, first_row, columns), done
+                first_row += table.num_rows
         except (OSError, pa.ArrowException) as exc:
             raise InputFileError(f"{file}: cannot read as parquet: {exc}") from None
         done += file.stat().st_size
+
+
+def _row_group_chunks(
+    handle: pq.ParquetFile, chunk_rows: int, columns: tuple[str, ...]
+) -> Iterator[pa.Table]:
+    """The file's rows of ``columns`` in tables of ``chunk_rows`` (the last may be shorter),
+    read row group by row group; a chunk spanning two groups is copied into one."""
+    known = [n for n in handle.schema_arrow.names if n in columns]
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for group in range(handle.num_row_groups):
+        # One thread: the engine already keeps the cores busy (and it costs less CPU).
+        batches = handle.iter_batches(
+            batch_size=chunk_rows, row_groups=[group], columns=known, use_threads=False
+        )
+        for batch in batches:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= chunk_rows:
+                table = pa.Table.from_batches(pending)
+                if len(pending) > 1:
+                    table = table.combine_chunks()
+                yield table.slice(0, chunk_rows)
+                rest = table.slice(chunk_rows)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        table = pa.Table.from_batches(pending)
+        yield table.combine_chunks() if len(pending) > 1 else table
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from typer.testing import CliRunner
 from data.generate import generate_open_orders
 from model.predictor import AdvisorModel
 from service.batch.engine import SeenIds, order_id_hashes
-from service.batch.files import CsvSplitter, csv_header, default_rejects_path, parse_csv_chunk
+from service.batch.files import (
+    LINE_COLUMN,
+    CsvSplitter,
+    csv_header,
+    default_rejects_path,
+    iter_parquet,
+    parse_csv_chunk,
+)
 from service.cli import app
 from service.policy import PolicyConfig
 from service.scoring import score_raw
@@ -157,7 +164,8 @@ def test_parquet_round_trip_matches_csv(
 ) -> None:
     csv_in, parquet_in = tmp_path / "in.csv", tmp_path / "in.parquet"
     open_orders.to_csv(csv_in, index=False)
-    open_orders.to_parquet(parquet_in, index=False)
+    # Row groups of 37 rows: most 50-row chunks span two of them.
+    open_orders.to_parquet(parquet_in, index=False, row_group_size=37)
     assert score(csv_in, "--out", tmp_path / "a.csv.gz", model_dir=trained_model_dir)[0] == 0
     assert (
         score(
@@ -178,6 +186,25 @@ def test_parquet_round_trip_matches_csv(
     assert len(from_parquet) == len(open_orders)
     pd.testing.assert_frame_equal(from_csv, from_parquet, check_dtype=False)
     assert (tmp_path / "b.rejects.csv").is_file() and (tmp_path / "a.rejects.csv").is_file()
+
+
+def test_parquet_is_read_in_chunks_of_the_asked_size_across_row_groups_and_files(
+    tmp_path: Path,
+) -> None:
+    """Row groups of 7 rows read in chunks of 5: every chunk but a file's last holds 5 rows
+    (one Arrow chunk per column, even when it spans two row groups), lines run on across the
+    files of a directory, and no row is lost or repeated."""
+    frames = [generate_open_orders(rows, seed=rows, as_of=AS_OF) for rows in (23, 10)]
+    (tmp_path / "in").mkdir()
+    for number, frame in enumerate(frames):
+        frame.to_parquet(tmp_path / "in" / f"part-{number}.parquet", index=False, row_group_size=7)
+    chunks = [table for table, _ in iter_parquet(tmp_path / "in", 5)]
+    assert [table.num_rows for table in chunks] == [5, 5, 5, 5, 3, 5, 5]
+    assert all(column.num_chunks == 1 for table in chunks for column in table.columns)
+    lines = np.concatenate([table.column(LINE_COLUMN).to_numpy() for table in chunks])
+    np.testing.assert_array_equal(lines, np.arange(1, 34))
+    order_ids = [value for table in chunks for value in table.column("order_id").to_pylist()]
+    assert order_ids == [*frames[0]["order_id"], *frames[1]["order_id"]]
 
 
 def test_parquet_rejects_use_row_numbers(tmp_path: Path, trained_model_dir: Path) -> None:

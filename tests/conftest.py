@@ -32,6 +32,10 @@ from service.settings import get_settings
 
 # Tests run two at a time (pytest -n 2) on two cores: one OpenMP/BLAS thread per worker
 # avoids oversubscription, under which OpenMP's spinning threads slow fits many-fold.
+# threadpool_limits reaches the runtimes loaded now (BLAS); scikit-learn and xgboost load
+# later, on first use, with OpenMP runtimes of their own that read OMP_NUM_THREADS when
+# they load (without it, three training tests took 150-350 s instead of ~10 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 threadpool_limits(limits=1)
 
 SETTINGS_FROM_ENVIRONMENT = (

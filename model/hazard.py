@@ -41,6 +41,7 @@ __all__ = [
     "DiscreteTimeHazard",
     "allowed_threads",
     "bucket_start",
+    "interrupts_held",
     "observed_durations",
     "openmp_threads",
     "table_threads",
@@ -377,7 +378,7 @@ class DiscreteTimeHazard(Params):
             # The bytes are part of the verified artifact (checksum and signature), like
             # the pickle around them.
             blob: bytes = self.__dict__["classifier_pickle_"]
-            with _interrupts_held():  # unpickling imports scikit-learn
+            with interrupts_held():  # unpickling imports scikit-learn
                 classifier = pickle.loads(blob)
                 self.classifier_ = classifier
         return classifier
@@ -502,9 +503,10 @@ def _unpack_part_keys(packed: np.ndarray) -> list[tuple[str, int]]:
 
 
 @contextmanager
-def _interrupts_held() -> Iterator[None]:
+def interrupts_held() -> Iterator[None]:
     """Ctrl-C (SIGINT) and SIGTERM wait until the block ends, then take effect as usual
-    (main thread only; elsewhere the block runs as is).
+    (main thread only; elsewhere the block runs as is). For the model's lazy loads of
+    scikit-learn (the classifier) and xgboost (the scan model's trees) in the middle of a run.
 
     Importing runs ``exec``/``eval`` of source strings (``namedtuple``, ``dataclass``, SciPy's
     modules). CPython (3.11 at least) remembers a KeyboardInterrupt escaping such code and

@@ -36,7 +36,7 @@ from model.events import (
     scan_state,
 )
 from model.features import EncodedFeatures, days_between
-from model.hazard import allowed_threads
+from model.hazard import allowed_threads, interrupts_held
 from model.params import Params
 
 __all__ = ["PARALLEL_ROWS", "LandmarkScanModel", "ScanGaps", "TooFewTrackedParcels", "state_at"]
@@ -581,14 +581,15 @@ class LandmarkScanModel(Params):
         name = "booster_" if threads == 1 else f"booster_{threads}_threads_"
         booster = self.__dict__.get(name)
         if booster is None:
-            import xgboost as xgb
+            with interrupts_held():  # xgboost imports SciPy, like scikit-learn
+                import xgboost as xgb
 
-            raw = self.__dict__.get("booster_raw_")
-            if raw is None:  # fitted here, never pickled
-                raw = bytes(self.booster_.save_raw(raw_format="ubj"))
-            booster = xgb.Booster(params={"nthread": threads})
-            booster.load_model(bytearray(raw))
-            self.__dict__[name] = booster
+                raw = self.__dict__.get("booster_raw_")
+                if raw is None:  # fitted here, never pickled
+                    raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+                booster = xgb.Booster(params={"nthread": threads})
+                booster.load_model(bytearray(raw))
+                self.__dict__[name] = booster
         return booster
 
     def stalled(self, lanes: EncodedFeatures, state: ScanState, hazard: object) -> np.ndarray:

@@ -199,28 +199,58 @@ def test_the_classifier_is_unpickled_only_for_a_missing_table(
     np.testing.assert_array_equal(model.hazard.survival_curves(keys), reference)
 
 
-def test_ctrl_c_while_the_classifier_loads_is_raised_once_it_is_loaded(
-    trained_model_dir: Path,
+INTERRUPTING_EXEC = "import signal\\nsignal.raise_signal(signal.SIGINT)\\nsum(range(10_000))"
+LAZY_LOADS = {
+    # The classifier's stand-in bytes raise SIGINT from an ``exec`` while they unpickle.
+    "classifier": (
+        "trained_model_dir",
+        f"""
+class InterruptingLoad:
+    def __reduce__(self):
+        return (exec, ("{INTERRUPTING_EXEC}",))
+
+model.hazard.__dict__["classifier_pickle_"] = pickle.dumps(InterruptingLoad())
+load, loaded = model.hazard._classifier, lambda: "classifier_" in vars(model.hazard)
+""",
+    ),
+    # A stand-in xgboost whose Booster raises SIGINT from an ``exec`` while it loads.
+    "scan trees": (
+        "scan_model_dir",
+        f"""
+class InterruptingBooster:
+    def __init__(self, params):
+        pass
+    def load_model(self, raw):
+        exec("{INTERRUPTING_EXEC}")
+
+sys.modules["xgboost"] = types.SimpleNamespace(Booster=InterruptingBooster)
+load, loaded = model.scans._booster, lambda: "booster_" in vars(model.scans)
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("lazy_load", sorted(LAZY_LOADS))
+def test_ctrl_c_while_a_library_loads_mid_run_is_raised_once_it_is_loaded(
+    lazy_load: str, request: pytest.FixtureRequest
 ) -> None:
-    """A Ctrl-C arriving while the classifier is unpickled (which imports scikit-learn, whose
-    imports run ``exec`` of source strings) is raised when the load is done, outside any such
-    code: caught, the process exits with its own code, not killed by SIGINT at exit. The
-    stand-in classifier's bytes raise SIGINT from an ``exec`` while they load."""
+    """A Ctrl-C arriving while the classifier is unpickled or the scan model's trees load
+    (scikit-learn and xgboost load then, and their imports run ``exec`` of source strings) is
+    raised when the load is done, outside any such code: caught, the process exits with its
+    own code, not killed by SIGINT at exit."""
+    fixture, stand_in = LAZY_LOADS[lazy_load]
+    model_dir: Path = request.getfixturevalue(fixture)
     program = f"""
-import pickle, sys
+import pickle, sys, types
 from pathlib import Path
 from model.artifact import load_model
 
-class InterruptingLoad:
-    def __reduce__(self):
-        return (exec, ("import signal\\nsignal.raise_signal(signal.SIGINT)\\nsum(range(10_000))",))
-
-model, _ = load_model(Path({str(trained_model_dir)!r}))
-model.hazard.__dict__["classifier_pickle_"] = pickle.dumps(InterruptingLoad())
+model, _ = load_model(Path({str(model_dir)!r}))
+{stand_in}
 try:
-    model.hazard._classifier()
+    load()
 except KeyboardInterrupt:
-    print("INTERRUPTED, LOADED:", "classifier_" in vars(model.hazard))
+    print("INTERRUPTED, LOADED:", loaded())
     sys.exit(130)
 print("NOT INTERRUPTED")
 """

@@ -691,15 +691,18 @@ def _row_group_chunks(
             pending.append(batch)
             pending_rows += batch.num_rows
             while pending_rows >= chunk_rows:
-                table = pa.Table.from_batches(pending)
-                if len(pending) > 1:
-                    table = table.combine_chunks()
+                table = _one_chunk_table(pending)
                 yield table.slice(0, chunk_rows)
                 rest = table.slice(chunk_rows)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
     if pending_rows:
-        table = pa.Table.from_batches(pending)
-        yield table.combine_chunks() if len(pending) > 1 else table
+        yield _one_chunk_table(pending)
+
+
+def _one_chunk_table(batches: list[pa.RecordBatch]) -> pa.Table:
+    """The batches as a table with one Arrow chunk per column (copied only if several)."""
+    table = pa.Table.from_batches(batches)
+    return table.combine_chunks() if len(batches) > 1 else table
 
 
 # -- writing -----------------------------------------------------------------------------

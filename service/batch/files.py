@@ -43,6 +43,7 @@ from model.schema import OPEN_ORDER_COLUMNS, _require_columns, validate_open_ord
 __all__ = [
     "BLANK",
     "LINE_COLUMN",
+    "PARQUET_ROW_GROUP_ROWS",
     "PROBLEM_COLUMN",
     "UNPARSABLE",
     "CsvChunk",
@@ -68,6 +69,9 @@ UNPARSABLE = "(unparsable)"  # the ``column`` of a rejected row that is not a CS
 NOT_UTF8 = "line is not valid UTF-8 text"
 MAX_RECORD_LINES = 100  # a quoted field spanning more lines is taken as an unclosed quote
 MAX_LINE_BYTES = 64 << 20  # a "line" longer than this means the file is not a CSV
+# Rows per row group of a Parquet output (the last may hold fewer): fixed, so the file's
+# bytes do not depend on the chunk size or engine that produced the rows.
+PARQUET_ROW_GROUP_ROWS = 50_000
 _BOM = b"\xef\xbb\xbf"
 _QUOTE, _COMMA, _LF, _CR = 34, 44, 10, 13
 _SUFFIXES = (".csv.gz", ".csv", ".parquet")
@@ -711,10 +715,16 @@ class TableSink:
     beside ``path``; :meth:`commit` renames it to ``path``, :meth:`abort` removes it.
 
     ``schema`` fixes the column types of every chunk (timestamps become dates in CSV).
+    Parquet rows are written in row groups of ``row_group_rows`` whatever the sizes of the
+    tables handed in, so the same rows give the same file.
     """
 
     def __init__(
-        self, path: Path, schema: pa.Schema, free_text: tuple[str, ...] | None = None
+        self,
+        path: Path,
+        schema: pa.Schema,
+        free_text: tuple[str, ...] | None = None,
+        row_group_rows: int = PARQUET_ROW_GROUP_ROWS,
     ) -> None:
         self.path = path
         self.kind = output_kind(path, allow_directory=False)
@@ -725,6 +735,9 @@ class TableSink:
         self.rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._parquet: pq.ParquetWriter | None = None
+        self._row_group_rows = row_group_rows
+        self._pending: list[pa.Table] = []  # Parquet rows not yet a full row group
+        self._pending_rows = 0
         self._stream: Any = None
         self._header_done = False
         if self.kind == "parquet":
@@ -748,7 +761,7 @@ class TableSink:
         table = table.cast(self.schema)
         self.rows += table.num_rows
         if self._parquet is not None:
-            self._parquet.write_table(table)
+            self._add_to_row_groups(table)
             return
         table = table.cast(self._csv_schema)
         if not self._header_done:
@@ -761,8 +774,31 @@ class TableSink:
         for part in parts:  # Arrow buffers, written without a copy into Python bytes
             self._stream.write(part)
 
+    def _add_to_row_groups(self, table: pa.Table) -> None:
+        """Queue ``table``'s rows and write every full row group they complete."""
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+        while self._pending_rows >= self._row_group_rows:
+            self._write_row_group(self._row_group_rows)
+
+    def _write_row_group(self, rows: int) -> None:
+        """Write the first ``rows`` queued rows as one row group (one Arrow chunk per column,
+        so the pages do not depend on how the rows arrived)."""
+        assert self._parquet is not None
+        queued = pa.concat_tables(self._pending) if self._pending else self.schema.empty_table()
+        group = queued.slice(0, rows)
+        if any(column.num_chunks > 1 for column in group.columns):
+            group = group.combine_chunks()
+        self._parquet.write_table(group, row_group_size=max(rows, 1))
+        rest = queued.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
     def commit(self) -> None:
         if self._parquet is not None:
+            if self._pending_rows or not self.rows:  # an empty output: one empty row group
+                self._write_row_group(self._pending_rows)
             self._parquet.close()
         else:
             if not self._header_done:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -24,6 +25,7 @@ from service.batch.engine import SeenIds, order_id_hashes
 from service.batch.files import (
     LINE_COLUMN,
     CsvSplitter,
+    TableSink,
     csv_header,
     default_rejects_path,
     iter_parquet,
@@ -186,6 +188,58 @@ def test_parquet_round_trip_matches_csv(
     assert len(from_parquet) == len(open_orders)
     pd.testing.assert_frame_equal(from_csv, from_parquet, check_dtype=False)
     assert (tmp_path / "b.rejects.csv").is_file() and (tmp_path / "a.rejects.csv").is_file()
+
+
+def test_parquet_output_is_the_same_bytes_whatever_the_chunk_size(
+    tmp_path: Path, trained_model_dir: Path, open_orders: pd.DataFrame
+) -> None:
+    """The scored Parquet file depends on its rows alone, not on how ``--chunk-rows`` cut the
+    input (nor on how many rows each chunk lost to rejects): one row group here."""
+    frame = open_orders.copy()
+    frame["destination_country"] = frame["destination_country"].astype(object)
+    frame.loc[[5, 6, 40], "destination_country"] = "QQ"  # rejected: uneven chunks
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+    files = {}
+    for chunk_rows in (1, 7, 64, 1000):
+        out = tmp_path / f"out-{chunk_rows}.parquet"
+        code, output = score(
+            source, "--out", out, "--chunk-rows", str(chunk_rows), model_dir=trained_model_dir
+        )
+        assert code == 0, output
+        files[chunk_rows] = out.read_bytes()
+    assert len(set(files.values())) == 1
+    metadata = pq.ParquetFile(tmp_path / "out-7.parquet").metadata
+    groups = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    assert groups == [len(frame) - 3]
+
+
+def _sink_file(path: Path, table: pa.Table, sizes: list[int]) -> Path:
+    """``table`` handed to a Parquet sink of 10-row groups in slices of ``sizes`` rows."""
+    sink = TableSink(path, table.schema, row_group_rows=10)
+    start = 0
+    for size in sizes:
+        sink.write_table(table.slice(start, size))
+        start += size
+    sink.commit()
+    return path
+
+
+def test_parquet_sink_writes_full_row_groups_whatever_tables_it_is_handed(
+    tmp_path: Path,
+) -> None:
+    table = pa.table(
+        {"order_id": [f"O{i}" for i in range(22)], "p_late": np.linspace(0.0, 1.0, 22)}
+    )
+    pieces = _sink_file(tmp_path / "pieces.parquet", table, [3, 0, 14, 5])
+    whole = _sink_file(tmp_path / "whole.parquet", table, [22])
+    assert pieces.read_bytes() == whole.read_bytes()
+    metadata = pq.ParquetFile(pieces).metadata
+    assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)] == [10, 10, 2]
+    assert pq.read_table(pieces).equals(table)
+    empty = pq.ParquetFile(_sink_file(tmp_path / "empty.parquet", table, [0, 0]))
+    assert (empty.metadata.num_row_groups, empty.metadata.num_rows) == (1, 0)
+    assert empty.schema_arrow.equals(table.schema)
 
 
 def test_parquet_is_read_in_chunks_of_the_asked_size_across_row_groups_and_files(

@@ -129,7 +129,7 @@ def test_dask_matches_local_on_messy_csv(
     assert_same_files_as_local(tmp_path)
 
 
-def test_dask_parquet_directory_in_and_out(
+def test_dask_parquet_directory_in_and_out_and_into_one_file(
     tmp_path: Path,
     cluster: LocalCluster,
     small_model: AdvisorModel,
@@ -155,6 +155,12 @@ def test_dask_parquet_directory_in_and_out(
     assert read_rejects(tmp_path / "scores.rejects.csv") == read_rejects(
         tmp_path / "local.rejects.csv"
     )
+    # Into one Parquet file, partitions of 100 rows give the local run's bytes (1000-row chunks)
+    run_dask(
+        job(folder, tmp_path / "dask.parquet", small_model, 100),
+        scheduler=cluster.scheduler_address,
+    )
+    assert (tmp_path / "dask.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
 
 
 def test_cli_dask_engine_with_scheduler(

@@ -238,6 +238,51 @@ class FeatureEncoder:
             sparse_lane=(columns["country"] == 0) & ~unseen,
         )
 
+    def region_countries(self) -> np.ndarray:
+        """The country code of each region code (0 for the pooled region, and for a region
+        whose country is pooled)."""
+        countries = np.zeros(len(self.regions_) + 1, dtype=np.int64)
+        for label, code in self.regions_.items():
+            countries[code] = self.countries_.get(label.split("/", 1)[0], 0)
+        return countries
+
+    def plausible_codes(
+        self, names: list[str], shipped: np.ndarray, limit: int
+    ) -> np.ndarray | None:
+        """Every combination of the ``names`` features' codes that an order shipped on one of
+        the days ``shipped`` can have (the other columns 0), or None when there are more than
+        ``limit``. A region comes with its own country (the pooled region with any); ship week
+        and CNY bin come in the pairs those days have; any other feature takes every code."""
+        radix_of = dict(zip(self.feature_names, self.radices, strict=True))
+        groups: list[tuple[list[str], np.ndarray]] = []
+        rest = list(names)
+        if "country" in rest and "region" in rest:
+            own = self.region_countries()
+            countries = np.arange(radix_of["country"])
+            pairs = np.concatenate(
+                [
+                    np.column_stack([countries, np.zeros_like(countries)]),  # pooled region
+                    np.column_stack([own[1:], np.arange(1, len(own))]),
+                ]
+            )
+            groups.append((["country", "region"], np.unique(pairs, axis=0)))
+            rest = [name for name in rest if name not in ("country", "region")]
+        if "ship_week" in rest and "cny_bin" in rest:
+            days = np.asarray(shipped, dtype="datetime64[ns]")
+            pairs = np.column_stack([_ship_week(days), _cny_offset_bin(days)])
+            groups.append((["ship_week", "cny_bin"], np.unique(pairs, axis=0)))
+            rest = [name for name in rest if name not in ("ship_week", "cny_bin")]
+        groups += [([name], np.arange(radix_of[name])[:, None]) for name in rest]
+        if int(np.prod([len(values) for _, values in groups], dtype=np.float64)) > limit:
+            return None
+        codes = np.zeros((1, len(self.feature_names)), dtype=np.int64)
+        for group, values in groups:
+            columns = [self.feature_names.index(name) for name in group]
+            grown = np.repeat(codes, len(values), axis=0)
+            grown[:, columns] = np.tile(values, (len(codes), 1))
+            codes = grown
+        return codes
+
     def curve_keys(self, codes: np.ndarray, names: list[str] | None = None) -> np.ndarray:
         """Mixed-radix integer key of each row's codes for ``names`` (default: all features)."""
         names = names or self.feature_names

@@ -145,8 +145,8 @@ class DiscreteTimeHazard(Params):
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
     The classifier is scikit-learn's; a pickled model carries it as bytes, unpickled the
     first time a logit table is missing, and carries the tables of every lane, season and
-    base sub-key of its training history, so scoring known lanes never imports
-    scikit-learn.
+    base sub-key of its training history and, within ``max_shipped_tables``, of every
+    plausible one (:meth:`ship_training_tables`), so scoring rarely imports scikit-learn.
     """
 
     def __init__(
@@ -163,6 +163,7 @@ class DiscreteTimeHazard(Params):
         country_mask_rate: float = 0.05,
         region_mask_rate: float = 0.25,
         cache_size: int = 50_000,
+        max_shipped_tables: int = 40_000,
         random_state: int = 0,
     ) -> None:
         self.horizon_days = horizon_days
@@ -176,6 +177,7 @@ class DiscreteTimeHazard(Params):
         self.country_mask_rate = country_mask_rate
         self.region_mask_rate = region_mask_rate
         self.cache_size = cache_size
+        self.max_shipped_tables = max_shipped_tables
         self.random_state = random_state
 
     # -- fitting -------------------------------------------------------------------------
@@ -219,14 +221,33 @@ class DiscreteTimeHazard(Params):
         return self
 
     def ship_training_tables(self, history: pd.DataFrame, as_of: date) -> DiscreteTimeHazard:
-        """Compute the logit table of every sub-key the training rows (shipped by ``as_of``)
-        use, and keep them with the model when it is saved (:meth:`without_tables`): scoring
-        those lanes then needs no classifier. Called for a model that will be saved."""
+        """Compute the logit tables a saved model carries (:meth:`without_tables`), so that
+        scoring needs no classifier for them: every sub-key the training rows (shipped by
+        ``as_of``) use, and every *plausible* sub-key of each part (base, lane, season: see
+        :meth:`FeatureEncoder.plausible_codes`, seasons of ship dates from a year before
+        ``as_of`` to three years after) while the whole part fits in ``max_shipped_tables``
+        (~1 KB each). A part that does not fit keeps its training sub-keys; the others are
+        computed when first needed. Called for a model that will be saved."""
         known = history.loc[history["shipped_at"] <= pd.Timestamp(as_of)]
         codes = self.encoder_.transform(known).codes
+        keys = {
+            part: np.unique(self.encoder_.curve_keys(codes, self._part_names(part)))
+            for part in _PARTS
+        }
+        budget = self.max_shipped_tables - sum(len(part_keys) for part_keys in keys.values())
+        as_of_day = np.datetime64(pd.Timestamp(as_of).date().isoformat(), "D")
+        days = as_of_day + np.arange(-366, 3 * 366).astype("timedelta64[D]")
+        for part in ("base", "lane", "season"):  # the smallest first
+            names = self._part_names(part)
+            plausible = self.encoder_.plausible_codes(names, days, budget + len(keys[part]))
+            if plausible is None:
+                continue
+            extra = np.setdiff1d(self.encoder_.curve_keys(plausible, names), keys[part])
+            if len(extra) <= budget:
+                keys[part] = np.union1d(keys[part], extra)
+                budget -= len(extra)
         for part in _PARTS:
-            keys = np.unique(self.encoder_.curve_keys(codes, self._part_names(part)))
-            self._logit_parts(part, keys)
+            self._logit_parts(part, keys[part])
         self.shipped_parts_ = _pack_part_keys(sorted(self._parts))
         return self
 
@@ -350,6 +371,7 @@ class DiscreteTimeHazard(Params):
 
     def __setstate__(self, state: dict[str, object]) -> None:
         state = dict(state)
+        state.setdefault("max_shipped_tables", 0)  # saved before the parameter existed
         parts = state.pop("_parts", None)
         self.__dict__.update(state)
         if "encoder_" in state:  # fitted

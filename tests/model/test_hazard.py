@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,12 @@ import pandas as pd
 import pytest
 
 from data.generate import DEFAULT_AS_OF as AS_OF
+from data.generate import generate_open_orders
 from model import hazard as hazard_module
 from model.artifact import MODEL_FILE, load_model, save_model
 from model.hazard import DiscreteTimeHazard, conditional_from_curves, table_threads
 from model.predictor import AdvisorModel
-from model.schema import validate_open_orders
+from model.schema import validate_history, validate_open_orders
 
 
 @pytest.fixture
@@ -81,6 +83,52 @@ def test_saved_artifact_does_not_depend_on_earlier_predictions(
     assert warm.read_bytes() == cold.read_bytes()
     reloaded, _ = load_model(tmp_path / "warm")
     assert reloaded.hazard.n_tables == reloaded.hazard.n_shipped_tables > 0
+
+
+def test_orders_of_later_days_and_other_lanes_are_scored_from_the_artifact_alone(
+    model: AdvisorModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact carries every plausible table within its budget: orders of another seed,
+    shipped more than a year after the training history ends, need no classifier, and get
+    the curves the classifier gives."""
+    later = AS_OF + timedelta(days=500)
+    orders = validate_open_orders(generate_open_orders(2000, seed=33, as_of=later), as_of=later)
+    keys = np.unique(model.hazard.encoder_.transform(orders.valid).curve_key)
+    computed = pickle.loads(pickle.dumps(model)).hazard
+    computed._parts.clear()
+    reference = computed.survival_curves(keys)  # every table from the classifier
+    no_classifier(model.hazard, monkeypatch)
+    np.testing.assert_array_equal(model.hazard.survival_curves(keys), reference)
+
+
+def test_a_part_with_more_plausible_tables_than_the_budget_ships_its_training_ones(
+    model: AdvisorModel, small_history: pd.DataFrame
+) -> None:
+    """Parts are added whole, smallest first: with no budget the artifact holds the training
+    rows' tables only; with room for every (country, method) pair but no more, the base part
+    is complete and the lane and season parts keep their training tables."""
+    history = validate_history(small_history).valid
+    hazard = pickle.loads(pickle.dumps(model)).hazard
+    encoder = hazard.encoder_
+    codes = encoder.transform(history.loc[history["shipped_at"] <= pd.Timestamp(AS_OF)]).codes
+    parts = ("lane", "season", "base")
+    training = {
+        part: set(encoder.curve_keys(codes, hazard._part_names(part)).tolist()) for part in parts
+    }
+
+    def shipped(budget: int) -> dict[str, set[int]]:
+        hazard._reset_cache()
+        hazard.max_shipped_tables = budget
+        hazard.ship_training_tables(history, AS_OF)
+        keys = hazard_module._unpack_part_keys(hazard.shipped_parts_)
+        return {part: {key for name, key in keys if name == part} for part in parts}
+
+    assert shipped(0) == training
+    pairs = (len(encoder.countries_) + 1) * (len(encoder.methods_) + 1)
+    assert len(training["base"]) < pairs
+    room = sum(map(len, training.values())) + pairs - len(training["base"])
+    assert shipped(room) == {**training, "base": set(range(pairs))}
+    assert shipped(room - 1) == training
 
 
 def test_more_keys_than_the_cache_holds(model: AdvisorModel, keys: np.ndarray) -> None:
@@ -275,7 +323,7 @@ import numpy as np
 from data.generate import generate_open_orders
 from model import hazard as hz
 from model.artifact import load_model
-from model.schema import validate_open_orders
+from model.schema import validate_history, validate_open_orders
 from pathlib import Path
 
 model, _ = load_model(Path({str(trained_model_dir)!r}))

@@ -343,7 +343,7 @@ def test_cached_curves_equal_direct_predict_proba(
     codes = hazard.encoder_.decode_keys(keys)
     for row, key_codes in enumerate(codes):
         X = hazard._design(time_bucket(day), np.repeat(key_codes[None, :], len(day), axis=0))
-        daily = np.clip(hazard.classifier_.predict_proba(X)[:, 1], 1e-7, 1 - 1e-7)
+        daily = np.clip(hazard._classifier().predict_proba(X)[:, 1], 1e-7, 1 - 1e-7)
         np.testing.assert_allclose(curves[row], np.cumprod(1.0 - daily), rtol=1e-9, atol=1e-12)
 
 

@@ -684,29 +684,51 @@ def _row_group_chunks(
     """The file's rows of ``columns`` in tables of ``chunk_rows`` (the last may be shorter),
     read row group by row group; a chunk spanning two groups is copied into one."""
     known = [n for n in handle.schema_arrow.names if n in columns]
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pieces = _FixedRowTables(chunk_rows)
     for group in range(handle.num_row_groups):
         # One thread: the engine already keeps the cores busy (and it costs less CPU).
         batches = handle.iter_batches(
             batch_size=chunk_rows, row_groups=[group], columns=known, use_threads=False
         )
         for batch in batches:
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            while pending_rows >= chunk_rows:
-                table = _one_chunk_table(pending)
-                yield table.slice(0, chunk_rows)
-                rest = table.slice(chunk_rows)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-    if pending_rows:
-        yield _one_chunk_table(pending)
+            yield from pieces.add(pa.Table.from_batches([batch]))
+    rest = pieces.rest()
+    if rest is not None:
+        yield rest
 
 
-def _one_chunk_table(batches: list[pa.RecordBatch]) -> pa.Table:
-    """The batches as a table with one Arrow chunk per column (copied only if several)."""
-    table = pa.Table.from_batches(batches)
-    return table.combine_chunks() if len(batches) > 1 else table
+class _FixedRowTables:
+    """Tables handed in at any sizes, given back in tables of exactly ``rows`` rows (and
+    one shorter rest), each with one Arrow chunk per column (copied only when the rows
+    came in several pieces)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def add(self, table: pa.Table) -> list[pa.Table]:
+        """Queue ``table``'s rows; the full tables of ``rows`` rows they complete."""
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+        full = []
+        while self._pending_rows >= self.rows:
+            full.append(self._take(self.rows))
+        return full
+
+    def rest(self) -> pa.Table | None:
+        """The queued rows short of a full table, if any."""
+        return self._take(self._pending_rows) if self._pending_rows else None
+
+    def _take(self, rows: int) -> pa.Table:
+        queued = pa.concat_tables(self._pending)
+        taken, left = queued.slice(0, rows), queued.slice(rows)
+        self._pending = [left] if left.num_rows else []
+        self._pending_rows = left.num_rows
+        if any(column.num_chunks > 1 for column in taken.columns):
+            taken = taken.combine_chunks()
+        return taken
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -735,9 +757,7 @@ class TableSink:
         self.rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._parquet: pq.ParquetWriter | None = None
-        self._row_group_rows = row_group_rows
-        self._pending: list[pa.Table] = []  # Parquet rows not yet a full row group
-        self._pending_rows = 0
+        self._row_groups = _FixedRowTables(row_group_rows)  # Parquet rows not yet written
         self._stream: Any = None
         self._header_done = False
         if self.kind == "parquet":
@@ -761,7 +781,8 @@ class TableSink:
         table = table.cast(self.schema)
         self.rows += table.num_rows
         if self._parquet is not None:
-            self._add_to_row_groups(table)
+            for group in self._row_groups.add(table):
+                self._write_row_group(group)
             return
         table = table.cast(self._csv_schema)
         if not self._header_done:
@@ -774,31 +795,17 @@ class TableSink:
         for part in parts:  # Arrow buffers, written without a copy into Python bytes
             self._stream.write(part)
 
-    def _add_to_row_groups(self, table: pa.Table) -> None:
-        """Queue ``table``'s rows and write every full row group they complete."""
-        if table.num_rows:
-            self._pending.append(table)
-            self._pending_rows += table.num_rows
-        while self._pending_rows >= self._row_group_rows:
-            self._write_row_group(self._row_group_rows)
-
-    def _write_row_group(self, rows: int) -> None:
-        """Write the first ``rows`` queued rows as one row group (one Arrow chunk per column,
-        so the pages do not depend on how the rows arrived)."""
+    def _write_row_group(self, group: pa.Table) -> None:
         assert self._parquet is not None
-        queued = pa.concat_tables(self._pending) if self._pending else self.schema.empty_table()
-        group = queued.slice(0, rows)
-        if any(column.num_chunks > 1 for column in group.columns):
-            group = group.combine_chunks()
-        self._parquet.write_table(group, row_group_size=max(rows, 1))
-        rest = queued.slice(rows)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows = rest.num_rows
+        self._parquet.write_table(group, row_group_size=max(group.num_rows, 1))
 
     def commit(self) -> None:
         if self._parquet is not None:
-            if self._pending_rows or not self.rows:  # an empty output: one empty row group
-                self._write_row_group(self._pending_rows)
+            rest = self._row_groups.rest()
+            if rest is not None:
+                self._write_row_group(rest)
+            elif not self.rows:  # an empty output: one empty row group
+                self._write_row_group(self.schema.empty_table())
             self._parquet.close()
         else:
             if not self._header_done:

@@ -326,7 +326,7 @@ def stages(rows: int, chunk_rows: int, kind: str = "csv") -> dict[str, Any]:
         parse_csv_chunk,
     )
     from service.policy import PolicyConfig
-    from service.scoring import score_columns
+    from service.scoring import score
 
     model, _ = load_model(model_dir())
     source = orders_file(rows, kind)
@@ -354,7 +354,7 @@ def stages(rows: int, chunk_rows: int, kind: str = "csv") -> dict[str, Any]:
             raw = timed("parse", parse_csv_chunk, chunk, header) if kind == "csv" else chunk
             earlier = timed("duplicates", seen.earlier, raw)
             checked = timed("validate", validate_partition, raw, AS_OF, earlier)
-            scored = timed("score", score_columns, checked.valid, model, policy, AS_OF)
+            scored = timed("score", score, checked.valid, model, policy, AS_OF)
             table = timed("output table", scored_table, scored)
             timed("write", sink.write_table, table)
             timed("write", rejects.write_table, checked.rejects)

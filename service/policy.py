@@ -147,10 +147,26 @@ def expected_costs(p_late: np.ndarray, p_after: np.ndarray, config: PolicyConfig
 
 @dataclass(frozen=True)
 class Decisions:
-    """Actions (index into :data:`ACTIONS`) and reason codes, one per order."""
+    """One action and one reason text per order, as codes: ``action_code`` indexes
+    :data:`ACTIONS`, ``reason_code`` indexes ``reason_texts`` (the ";"-joined reason codes of
+    the combinations present). Text columns are built from the codes by whoever needs them
+    (:attr:`action`, :attr:`reasons`; the batch engine builds Arrow strings directly)."""
 
-    action: np.ndarray  # object array of action names
-    reasons: np.ndarray  # object array of ";"-joined reason codes
+    action_code: np.ndarray  # int8
+    reason_code: np.ndarray  # int32
+    reason_texts: tuple[str, ...]
+
+    @property
+    def action(self) -> np.ndarray:
+        """Action names (object array)."""
+        return np.asarray(ACTIONS, dtype=object)[self.action_code]
+
+    @property
+    def reasons(self) -> np.ndarray:
+        """The ";"-joined reason codes (object array)."""
+        texts = np.empty(len(self.reason_texts), dtype=object)
+        texts[:] = self.reason_texts
+        return texts[self.reason_code]
 
 
 def decide(
@@ -183,7 +199,6 @@ def decide(
     chosen = np.where(
         delivered, 0, np.where(in_dispute, ACTIONS.index("respond_to_dispute"), chosen)
     )
-    action = np.asarray(ACTIONS, dtype=object)[chosen]
 
     # Reasons: each row's codes form one of a few hundred combinations (small integers);
     # build each present combination's text once and index it, rather than joining strings
@@ -212,10 +227,14 @@ def decide(
         _flag(stalled, n) & ~delivered
     )
     combination = np.asarray(combination, dtype=np.int64).reshape(-1)
-    texts = np.empty(int(combination.max()) + 1 if n else 0, dtype=object)
-    for value in np.flatnonzero(np.bincount(combination)).tolist():
-        texts[value] = _reason_text(value, config.act_within_days)
-    return Decisions(action=action, reasons=texts[combination])
+    present = np.flatnonzero(np.bincount(combination))
+    position = np.zeros(int(combination.max()) + 1 if n else 0, dtype=np.int32)
+    position[present] = np.arange(len(present), dtype=np.int32)
+    return Decisions(
+        action_code=np.asarray(chosen, dtype=np.int8).reshape(-1),
+        reason_code=position[combination],
+        reason_texts=tuple(_reason_text(v, config.act_within_days) for v in present.tolist()),
+    )
 
 
 _FLAGS = ("max_extensions_reached", "structural_lag", "unseen_country", "sparse_lane")

@@ -1,10 +1,11 @@
 """The one scoring function: validated open orders in, recommendations out.
 
-:func:`score_columns` decides; the batch CLI and the Dask engine call it through
-:func:`score_frame` (or :func:`score_raw`, which validates first), the HTTP API directly on
-column arrays built from checked requests (a DataFrame costs more than the scoring itself
-for the few dozen orders of a micro-batch). The three can never disagree.
-"""
+:func:`score` decides, once, for the batch engines and the HTTP API alike. Its
+:class:`Scores` keep the text columns as codes: the batch engines build their Arrow output
+from them (:func:`service.batch.engine.scored_table`), :func:`score_columns` gives NumPy
+arrays (the HTTP API, on column arrays built from checked requests: a DataFrame costs more
+than the scoring itself for the few dozen orders of a micro-batch) and :func:`score_frame`
+a DataFrame. They can never disagree."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from model.events import ScanTable, milestone_names
 from model.features import Columns, column
 from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
-from service.policy import PolicyConfig, decide
+from service.policy import ACTIONS, Decisions, PolicyConfig, decide
 
 __all__ = [
     "SCORED_COLUMNS",
     "ScoredBatch",
+    "Scores",
+    "score",
     "score_columns",
     "score_frame",
     "score_raw",
@@ -45,21 +49,53 @@ SCORED_COLUMNS = (
 )
 
 
-def score_columns(
+@dataclass(frozen=True)
+class Scores:
+    """Recommendations for a batch of validated orders, aligned with them, before their text
+    columns are built: :meth:`columns` gives them as NumPy arrays (:data:`SCORED_COLUMNS`),
+    :func:`service.batch.engine.scored_table` as Arrow strings straight from the codes."""
+
+    order_id: np.ndarray | pa.Array | pa.ChunkedArray
+    decisions: Decisions
+    numbers: dict[str, np.ndarray]  # the numeric and date columns of SCORED_COLUMNS
+    last_milestone: np.ndarray  # codes into model.events.MILESTONES, -1 without scans
+    model_version: str
+
+    def __len__(self) -> int:
+        return len(self.decisions.action_code)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """:data:`SCORED_COLUMNS` as arrays; text columns as object arrays."""
+        order_id = self.order_id
+        if isinstance(order_id, pa.Array | pa.ChunkedArray):
+            order_id = order_id.to_numpy(zero_copy_only=False)
+        model_version = np.empty(len(self), dtype=object)
+        model_version.fill(self.model_version)  # np.full is ~20x slower for objects
+        text = {
+            "order_id": np.asarray(order_id).astype(object, copy=False),
+            "action": self.decisions.action,
+            "reasons": self.decisions.reasons,
+            "model_version": model_version,
+            "last_milestone": milestone_names(self.last_milestone),
+        }
+        return {name: text[name] if name in text else self.numbers[name] for name in SCORED_COLUMNS}
+
+
+def score(
     orders: Columns,
     model: AdvisorModel,
     policy: PolicyConfig,
     as_of: date,
     scans: ScanTable | None = None,
     scan_rows: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Recommend an action for each validated open order: :data:`SCORED_COLUMNS` as arrays
-    aligned with ``orders`` (a validated frame or the same columns as arrays).
+) -> Scores:
+    """Recommend an action for each validated open order (a validated frame or the same
+    columns as arrays): the one scoring function behind the batch engines and the API.
 
     ``scans`` holds the orders' carrier scans (checked against them; any order may have
     none), found by ``order_id`` or by ``scan_rows`` (see
     :meth:`model.predictor.AdvisorModel.predict_columns`). ``new_deadline`` and
-    ``respond_by`` are ``datetime64[ns]`` midnights or NaT; ``last_milestone`` is None and
+    ``respond_by`` are ``datetime64[ns]`` midnights or NaT; ``last_milestone`` is -1 and
     ``days_since_last_scan`` NaN for an order without scans.
     """
     predictions = model.predict_columns(
@@ -80,16 +116,14 @@ def score_columns(
         last_milestone=predictions["last_milestone"],
         stalled=predictions["stalled"],
     )
-    extend = decisions.action == "extend"
-    respond = decisions.action == "respond_to_dispute"
+    extend = decisions.action_code == ACTIONS.index("extend")
+    respond = decisions.action_code == ACTIONS.index("respond_to_dispute")
     deadline = column(orders, "deadline").astype("datetime64[ns]", copy=False)
     not_a_date = np.datetime64("NaT", "ns")
-    n = len(deadline)
-    model_version = np.empty(n, dtype=object)
-    model_version.fill(model.model_version)  # np.full is ~20x slower for objects
-    return {
-        "order_id": column(orders, "order_id").astype(object, copy=False),
-        "action": decisions.action,
+    order_id = orders["order_id"]
+    if not isinstance(order_id, pa.Array | pa.ChunkedArray):
+        order_id = column(orders, "order_id")
+    numbers = {
         "extend_by_days": np.where(extend, policy.extension_days, 0).astype(np.int64),
         "new_deadline": np.where(
             extend, deadline + np.timedelta64(policy.extension_days, "D"), not_a_date
@@ -104,11 +138,27 @@ def score_columns(
             dispute_opened_at + np.timedelta64(policy.respond_within_days, "D"),
             not_a_date,
         ),
-        "reasons": decisions.reasons,
-        "model_version": model_version,
-        "last_milestone": milestone_names(predictions["last_milestone"]),
         "days_since_last_scan": predictions["days_since_last_scan"].astype(np.float64),
     }
+    return Scores(
+        order_id=order_id,
+        decisions=decisions,
+        numbers=numbers,
+        last_milestone=np.asarray(predictions["last_milestone"], dtype=np.int64),
+        model_version=model.model_version,
+    )
+
+
+def score_columns(
+    orders: Columns,
+    model: AdvisorModel,
+    policy: PolicyConfig,
+    as_of: date,
+    scans: ScanTable | None = None,
+    scan_rows: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`score` as :data:`SCORED_COLUMNS` arrays (text columns as objects)."""
+    return score(orders, model, policy, as_of, scans, scan_rows).columns()
 
 
 def score_frame(

@@ -3,8 +3,8 @@
 :func:`orders_columns` builds, as numpy arrays, exactly the columns
 :func:`model.schema.validate_open_orders` returns for the same orders (dtypes,
 normalisation; a test holds :func:`orders_frame` of them equal to the validated frame), so
-the service hands them straight to :func:`service.scoring.score_columns`, the one scoring
-function, without parsing text a second time or building a DataFrame.
+the service hands them straight to :func:`service.scoring.score_columns` (the one scoring
+function's NumPy form), without parsing text a second time or building a DataFrame.
 """
 
 from __future__ import annotations

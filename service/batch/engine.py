@@ -8,7 +8,7 @@ Each chunk of the input goes through one step, parse -> validate -> score -> wri
   earlier chunk (:class:`SeenIds`) are rejected, the rest checked by
   :func:`model.schema.validate_open_orders_table`, giving a :class:`CheckedPartition`: the
   valid orders as columns and every rejected row (line, order_id, column, reason);
-- score: :func:`service.scoring.score_columns`, the one scoring function, on
+- score: :func:`service.scoring.score`, the one scoring function, on
   ``CheckedPartition.valid`` (columns of the orders as validated; a per-order column
   joined there reaches the scoring function with the orders);
 - write (:func:`partition_result`, :class:`BackgroundWriter`): the scores as a table of
@@ -56,7 +56,7 @@ from rich.progress import (
 from rich.table import Table
 
 from model.errors import InputFileError
-from model.events import OrderScans, ScanTable, scans_of_orders
+from model.events import MILESTONES, OrderScans, ScanTable, scans_of_orders
 from model.features import column
 from model.predictor import AdvisorModel
 from model.schema import (
@@ -87,8 +87,8 @@ from service.batch.files import (
     parse_csv_chunk,
     problem_masks,
 )
-from service.policy import PolicyConfig
-from service.scoring import SCORED_COLUMNS, score_columns
+from service.policy import ACTIONS, PolicyConfig
+from service.scoring import SCORED_COLUMNS, Scores, score
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -305,7 +305,7 @@ class PartitionResult:
 @dataclass(frozen=True)
 class CheckedPartition:
     """A raw partition after validation: the valid orders as the columns
-    :func:`service.scoring.score_columns` takes (see
+    :func:`service.scoring.score` takes (see
     :class:`model.schema.ValidatedColumns`), every rejected row (unparsable, duplicate of an
     earlier partition, invalid) by line, and the blank lines skipped."""
 
@@ -389,12 +389,36 @@ def _rejects(lines: np.ndarray, order_id: pa.Array, column: str, reason: Any) ->
     )
 
 
-def scored_table(scored: dict[str, np.ndarray]) -> pa.Table:
-    """The arrays of :func:`service.scoring.score_columns` as a table of :data:`SCORED_SCHEMA`."""
+def scored_table(scores: Scores) -> pa.Table:
+    """:func:`service.scoring.score`'s recommendations as a table of :data:`SCORED_SCHEMA`;
+    the text columns are taken from their codes by Arrow, never made Python strings."""
+    n = len(scores)
+    milestones = scores.last_milestone
+    order_id = scores.order_id
+    if not isinstance(order_id, pa.Array | pa.ChunkedArray):
+        order_id = pa.array(order_id, type=pa.string(), from_pandas=True)
+    text = {
+        "order_id": order_id,
+        "action": _ACTION_TEXT.take(pa.array(scores.decisions.action_code)),
+        "reasons": pa.array(scores.decisions.reason_texts, type=pa.string()).take(
+            pa.array(scores.decisions.reason_code)
+        ),
+        "model_version": pa.repeat(pa.scalar(scores.model_version, pa.string()), n),
+        "last_milestone": _MILESTONE_TEXT.take(pa.array(milestones, mask=milestones < 0)),
+    }
     return pa.table(
-        [pa.array(scored[f.name], type=f.type, from_pandas=True) for f in SCORED_SCHEMA],
+        [
+            text[f.name]
+            if f.name in text
+            else pa.array(scores.numbers[f.name], type=f.type, from_pandas=True)
+            for f in SCORED_SCHEMA
+        ],
         schema=SCORED_SCHEMA,
     )
+
+
+_ACTION_TEXT = pa.array(ACTIONS, type=pa.string())
+_MILESTONE_TEXT = pa.array(MILESTONES, type=pa.string())
 
 
 def score_partition(
@@ -418,19 +442,19 @@ def score_checked(
     policy: PolicyConfig,
     as_of: date,
     scans: ScanTable | None = None,
-) -> tuple[dict[str, np.ndarray], OrderScans | None]:
-    """:func:`service.scoring.score_columns` on the partition's valid orders, with their own
+) -> tuple[Scores, OrderScans | None]:
+    """:func:`service.scoring.score` on the partition's valid orders, with their own
     scans taken from ``scans`` (the events file's table) when given."""
     if scans is None:
-        return score_columns(checked.valid, model, policy, as_of), None
+        return score(checked.valid, model, policy, as_of), None
     taken = scans_of_orders(scans, column(checked.valid, "order_id"), checked.valid["shipped_at"])
     rows = np.arange(taken.table.n_orders, dtype=np.int64)
-    scored = score_columns(checked.valid, model, policy, as_of, scans=taken.table, scan_rows=rows)
+    scored = score(checked.valid, model, policy, as_of, scans=taken.table, scan_rows=rows)
     return scored, taken
 
 
 def partition_result(
-    checked: CheckedPartition, scored: dict[str, np.ndarray], scans: OrderScans | None = None
+    checked: CheckedPartition, scored: Scores, scans: OrderScans | None = None
 ) -> PartitionResult:
     """The output of one partition: its scores as a table, its rejects, its destinations."""
     return PartitionResult(
@@ -721,7 +745,7 @@ def raw_chunks(path: Path, chunk_rows: int) -> tuple[RawChunks, int]:
 
 def run_local(job: BatchJob, console: Console | None = None) -> BatchSummary:
     """Stream INPUT into OUTPUT and the rejects file, chunk by chunk: parse and validate
-    (:func:`validated_chunks`, in a reader thread), score (:func:`score_columns`, here),
+    (:func:`validated_chunks`, in a reader thread), score (:func:`score`, here),
     build the output table and write it (:class:`BackgroundWriter`, in a writer thread)."""
     output_kind(job.output, allow_directory=False)
     output_kind(job.rejects, allow_directory=False)
@@ -809,9 +833,9 @@ class BackgroundWriter:
     def __init__(self, scored: TableSink, rejects: TableSink, summary: BatchSummary) -> None:
         import queue
 
-        self._queue: queue.Queue[
-            tuple[CheckedPartition, dict[str, np.ndarray], OrderScans | None] | None
-        ] = queue.Queue(1)
+        self._queue: queue.Queue[tuple[CheckedPartition, Scores, OrderScans | None] | None] = (
+            queue.Queue(1)
+        )
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._sinks = (scored, rejects)
@@ -841,7 +865,7 @@ class BackgroundWriter:
     def put(
         self,
         checked: CheckedPartition,
-        scored: dict[str, np.ndarray],
+        scored: Scores,
         taken: OrderScans | None = None,
     ) -> None:
         import queue

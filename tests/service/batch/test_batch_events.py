@@ -8,13 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from data.generate import generate_open
 from model.artifact import load_model
 from model.events import MILESTONES
+from model.predictor import AdvisorModel
 from model.schema import validate_open_orders
+from service import scoring
+from service.batch.engine import SCORED_SCHEMA, scored_table
 from service.batch.events import (
     BatchScans,
     _raw_chunks,
@@ -23,8 +27,8 @@ from service.batch.events import (
     read_batch_scans,
 )
 from service.cli import app
-from service.policy import PolicyConfig
-from service.scoring import score_frame
+from service.policy import ACTIONS, PolicyConfig
+from service.scoring import Scores, score_columns, score_frame
 from tests.conftest import AS_OF, scans_for
 from tests.service.batch.test_batch import read_rejects
 
@@ -280,3 +284,35 @@ def test_a_file_the_fast_path_cannot_vouch_for_is_read_exactly(tmp_path: Path) -
     assert scans.table.line.tolist() == [2, 4]
     assert scans.rejects[["line", "column"]].values.tolist() == [[6, "milestone"]]
     assert scans.rows == 3
+
+
+@pytest.mark.parametrize("order_id_as", ["arrow", "numpy"])
+def test_the_output_table_holds_what_the_scoring_arrays_hold(
+    scan_model: AdvisorModel,
+    open_with_scans: tuple[pd.DataFrame, pd.DataFrame],
+    order_id_as: str,
+) -> None:
+    """The batch output's text columns are built by Arrow from the decisions' codes; the
+    table equals the one built from :func:`score_columns`' string arrays, for every action,
+    reason and milestone (and no milestone), whatever form the order_ids come in."""
+    orders, events = open_with_scans
+    orders = orders.copy()
+    orders.loc[:9, "dispute_opened_at"] = pd.Timestamp(AS_OF) - pd.Timedelta(days=1)
+    valid = validate_open_orders(orders, as_of=AS_OF).valid
+    scans = scans_for(events, valid)
+    columns = {name: valid[name].to_numpy() for name in valid.columns}
+    if order_id_as == "arrow":
+        columns["order_id"] = pa.array(valid["order_id"].tolist(), type=pa.string())
+    scores: Scores = scoring.score(columns, scan_model, PolicyConfig(), AS_OF, scans)
+    arrays = score_columns(columns, scan_model, PolicyConfig(), AS_OF, scans)
+    expected = pa.table(
+        [pa.array(arrays[f.name], type=f.type, from_pandas=True) for f in SCORED_SCHEMA],
+        schema=SCORED_SCHEMA,
+    )
+    table = scored_table(scores)
+    assert table.equals(expected)
+    assert set(table["action"].to_pylist()) == set(ACTIONS)
+    assert len(set(table["reasons"].to_pylist())) > 5
+    milestones = table["last_milestone"]
+    assert 0 < milestones.null_count < len(milestones)
+    assert table["order_id"].to_pylist() == valid["order_id"].tolist()

@@ -17,11 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from data.generate import generate_open_orders
 from model.predictor import AdvisorModel
-from service.batch.engine import SeenIds, order_id_hashes
+from service.batch.engine import SeenIds, _merge_sorted, order_id_hashes
 from service.batch.files import (
     LINE_COLUMN,
     CsvSplitter,
@@ -466,6 +468,27 @@ def test_seen_ids_find_the_first_line_across_many_runs(monkeypatch: pytest.Monke
     assert present.tolist() == [True, True, True, False, False]
     assert seen.first_lines(hashes[:3]).tolist() == [2, 1001, -1]
     assert len(seen) == 1000
+
+
+@given(
+    hashes=st.lists(st.integers(0, 2**64 - 1), unique=True, max_size=60),
+    split=st.lists(st.booleans(), min_size=60, max_size=60),
+)
+def test_merged_runs_stay_sorted_with_their_lines(hashes: list[int], split: list[bool]) -> None:
+    """Two sorted runs of distinct hashes merge into one, each hash keeping its own line."""
+    values = np.array(hashes, dtype=np.uint64)
+    first = np.sort(values[np.array(split[: len(values)], dtype=bool)])
+    second = np.sort(values[~np.array(split[: len(values)], dtype=bool)])
+    line_of = {int(h): i + 2 for i, h in enumerate(values)}
+    merged, lines = _merge_sorted(
+        first,
+        np.array([line_of[int(h)] for h in first], dtype=np.uint32),
+        second,
+        np.array([line_of[int(h)] for h in second], dtype=np.uint32),
+    )
+    assert merged.tolist() == sorted(hashes)
+    assert lines.tolist() == [line_of[h] for h in sorted(hashes)]
+    assert lines.dtype == np.uint32
 
 
 # -- interruption -------------------------------------------------------------------------

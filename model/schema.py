@@ -188,16 +188,33 @@ class _Column:
     """One input column as stripped text (an Arrow string array, null where missing) plus
     its blank mask, computed once.
 
-    A pandas column of a datetime or numeric dtype (typed Parquet, say) keeps its values in
-    ``typed`` and its text unstripped, as the reference parsers expect. A column absent
-    from the input is all blank and costs no string work.
+    An Arrow column of timestamps, dates, integers or float64 (typed Parquet, say) keeps its
+    values in ``arrow`` and makes its text only when asked (:func:`_typed`); a pandas column
+    of a datetime or numeric dtype keeps its values in ``typed`` and its text unstripped, as
+    the reference parsers expect. A column absent from the input is all blank and costs no
+    string work.
     """
 
-    def __init__(self, text: pa.Array, blank: np.ndarray, typed: pd.Series | None = None) -> None:
-        self.text = text
+    def __init__(
+        self,
+        text: pa.Array | Callable[[], pa.Array],
+        blank: np.ndarray,
+        typed: pd.Series | None = None,
+        *,
+        arrow: pa.Array | None = None,
+    ) -> None:
+        self._text = text
         self.blank = blank
         self.typed = typed
+        self.arrow = arrow  # an Arrow column of instants or plain numbers (:func:`_typed`)
         self.absent = False
+
+    @property
+    def text(self) -> pa.Array:
+        """The cells as text; for a typed Arrow column made on first use (for messages)."""
+        if callable(self._text):
+            self._text = self._text()
+        return self._text
 
     @classmethod
     def missing(cls, n: int) -> _Column:
@@ -229,6 +246,9 @@ class _Column:
             or pa.types.is_string_view(kind)
         ):
             return cls.from_text(raw)
+        typed = _typed(raw)
+        if typed is not None:
+            return typed
         return cls.from_series(raw.to_pandas())  # typed: as a pandas frame would hold it
 
     @classmethod
@@ -260,6 +280,8 @@ class _Column:
         none = np.zeros(n, dtype=bool)
         if self.absent or self.blank.all():
             return np.full(n, _NAT, dtype=np.int64).view("datetime64[ns]"), none, none
+        if self.arrow is not None and _is_instant(self.arrow.type):
+            return _arrow_instants(self.arrow, self.blank, floor_to_date=True)
         if self.typed is None:
             plain = _plain_dates(self.text, self.blank)
             if plain is not None:
@@ -273,6 +295,8 @@ class _Column:
         none = np.zeros(n, dtype=bool)
         if self.absent or self.blank.all():
             return np.full(n, _NAT, dtype=np.int64).view("datetime64[ns]"), none, none
+        if self.arrow is not None and _is_instant(self.arrow.type):
+            return _arrow_instants(self.arrow, self.blank, floor_to_date=False)
         if self.typed is None:
             plain = _plain_timestamps(self.text, self.blank)
             if plain is not None:
@@ -285,6 +309,10 @@ class _Column:
         n = len(self.blank)
         if self.blank.all():
             return np.full(n, np.nan), np.zeros(n, dtype=bool)
+        if self.arrow is not None and not _is_instant(self.arrow.type):
+            values = pc.cast(self.arrow, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+            values = np.where(self.blank, np.nan, values)
+            return values, ~np.isfinite(values) & ~self.blank
         if self.typed is None:
             plain = _plain_numbers(self.text, self.blank)
             if plain is not None:
@@ -295,6 +323,57 @@ class _Column:
         parsed = pd.to_numeric(text.where(~self.blank), errors="coerce").astype("float64")
         bad = np.asarray(parsed.isna(), dtype=bool) | ~np.isfinite(parsed.fillna(0.0))
         return parsed.to_numpy(), bad & ~self.blank
+
+
+_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": _DAY_NS}
+
+
+def _is_instant(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+
+
+def _typed(raw: pa.Array) -> _Column | None:
+    """A column of Arrow timestamps, dates, integers or float64 (a typed Parquet file), read
+    from its values with no text made; None for other types (the reference path, via
+    pandas, decides). Same values, blanks and reasons as the reference: a timestamp is its
+    UTC instant, NaN is missing; the text of a cell is made only for a message."""
+    kind = raw.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_float64(kind)
+    if not (_is_instant(kind) or numeric):
+        return None
+    blank = ~raw.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_float64(kind):
+        blank |= pc.fill_null(pc.is_nan(raw), False).to_numpy(zero_copy_only=False)
+
+    def text() -> pa.Array:  # as the reference writes the cells
+        cells = raw.to_pandas().astype("string").to_numpy(dtype=object, na_value=None)
+        return pa.array(cells, type=pa.string())
+
+    return _Column(text, blank, arrow=raw)
+
+
+def _arrow_instants(
+    raw: pa.Array, blank: np.ndarray, *, floor_to_date: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`_Column.dates` (``floor_to_date``) or :meth:`_Column.timestamps` of Arrow
+    timestamps (their UTC instants) or dates, checked against the supported range in their
+    own unit before any conversion to nanoseconds."""
+    kind = raw.type
+    if pa.types.is_date32(kind):
+        per_day, values = 1, raw.cast(pa.int32()).cast(pa.int64())
+    elif pa.types.is_date64(kind):
+        per_day, values = _UNITS_PER_DAY["ms"], raw.cast(pa.int64())
+    else:
+        per_day, values = _UNITS_PER_DAY[kind.unit], raw.cast(pa.int64())
+    number = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    days = np.floor_divide(number, per_day)
+    outside = ~blank & ((days < _MIN_DAY) | (days > _MAX_DAY))
+    if floor_to_date or pa.types.is_date(kind):  # a date is its midnight
+        ns = days * _DAY_NS
+    else:
+        ns = number * (_DAY_NS // per_day)
+    ns[blank | outside] = _NAT
+    return ns.view("datetime64[ns]"), np.zeros(len(ns), dtype=bool), outside
 
 
 def strip_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:

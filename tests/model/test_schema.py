@@ -6,7 +6,9 @@ missing. Line numbers are 1-based file lines: the header is line 1, the first ro
 
 from __future__ import annotations
 
+import math
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -361,3 +363,160 @@ def test_table_and_frame_validation_agree_on_every_bad_row() -> None:
             np.testing.assert_array_equal(values, expected.to_numpy(), err_msg=name)
             assert values.dtype == expected.dtype, name
     assert from_table.valid["destination_region"].to_pylist()[-1] == "SP"
+
+
+# -- typed columns (a typed Parquet file): read from their values, as the reference reads them
+DAY_MS = 86_400_000
+edge_instants_ms = st.sampled_from(
+    [
+        -25_567 * DAY_MS,  # 1900-01-01, the first supported day
+        -25_567 * DAY_MS - 1,  # a millisecond before it
+        83_238 * DAY_MS + DAY_MS - 1,  # the last millisecond of 2199-12-31
+        83_239 * DAY_MS,  # 2200-01-01
+        -62_000 * DAY_MS,  # 1800
+        120_000 * DAY_MS,  # 2298 (past what nanoseconds hold)
+    ]
+)
+
+
+def instants_around(day: int) -> st.SearchStrategy[int]:
+    return st.integers(-3 * DAY_MS, 60 * DAY_MS).map(lambda k: day * DAY_MS + k)
+
+
+# Mostly plausible orders (a row keeps only its first failure), some edges and blanks.
+shipped_ms = st.one_of(*[instants_around(20_300)] * 4, edge_instants_ms, st.none())
+deadline_ms = st.one_of(*[instants_around(20_400)] * 4, edge_instants_ms, st.none())
+delivered_ms = st.one_of(*[st.none()] * 3, instants_around(20_350), edge_instants_ms)
+numbers = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(-5, 5).map(float),
+    st.sampled_from([0.5, 1.5, 12.25, 1e17, math.nan, math.inf, -math.inf]),
+)
+
+
+def instants(values: list[int | None], unit: str, tz: str | None, as_date: bool) -> pa.Array:
+    """Milliseconds since 1970 as Arrow dates or timestamps of ``unit`` (``ns`` cannot hold
+    the years past 2262: those cells are left out)."""
+    if as_date:
+        days = [None if v is None else v // DAY_MS for v in values]
+        return pa.array(days, type=pa.int32()).cast(pa.date32())
+    scale = {"s": 1 / 1000, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    kept = [None if v is None or (unit == "ns" and abs(v) > 9 * 10**12) else v for v in values]
+    ticks = [None if v is None else int(v * scale) for v in kept]
+    return pa.array(ticks, type=pa.int64()).cast(pa.timestamp(unit, tz=tz))
+
+
+def column_lists(n: int) -> st.SearchStrategy[dict[str, list[Any]]]:
+    return st.fixed_dictionaries(
+        {
+            "shipped_at": st.lists(shipped_ms, min_size=n, max_size=n),
+            "deadline": st.lists(deadline_ms, min_size=n, max_size=n),
+            "delivered_at": st.lists(delivered_ms, min_size=n, max_size=n),
+            "weight_g": st.lists(numbers, min_size=n, max_size=n),
+            "extensions": st.lists(
+                st.one_of(st.integers(0, 3).map(float), numbers), min_size=n, max_size=n
+            ),
+            "declared_value_usd": st.lists(
+                st.one_of(st.none(), st.integers(-3, 2**62)), min_size=n, max_size=n
+            ),
+        }
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 12).flatmap(column_lists),
+    unit=st.sampled_from(["s", "ms", "us", "ns"]),
+    tz=st.sampled_from([None, "UTC", "America/Sao_Paulo", "+09:30"]),
+    deadline_as_date=st.booleans(),
+    extensions_as_integers=st.booleans(),
+)
+def test_typed_columns_validate_as_the_reference_does(
+    rows: dict[str, list[Any]],
+    unit: str,
+    tz: str | None,
+    deadline_as_date: bool,
+    extensions_as_integers: bool,
+) -> None:
+    """Arrow timestamps (any unit, with or without a zone), dates, integers and float64
+    give the values, lines and reasons of the pandas reference path, never making text."""
+    n = len(rows["shipped_at"])
+    if extensions_as_integers:
+        whole = [int(v) if v is not None and abs(v) < 2**62 else None for v in rows["extensions"]]
+        extensions = pa.array(whole, type=pa.int64())
+    else:
+        extensions = pa.array(rows["extensions"], type=pa.float64())
+    table = pa.table(
+        {
+            "order_id": pa.array([f"T{i}" for i in range(n)]),
+            "destination_country": pa.array(["BR"] * n),
+            "shipping_method": pa.array(["aliexpress_standard"] * n),
+            "shipped_at": instants(rows["shipped_at"], unit, tz, as_date=False),
+            "deadline": instants(rows["deadline"], unit, tz, as_date=deadline_as_date),
+            "delivered_at": instants(rows["delivered_at"], unit, None, as_date=False),
+            "dispute_opened_at": pa.nulls(n, type=pa.timestamp(unit)),
+            "extensions": extensions,
+            "weight_g": pa.array(rows["weight_g"], type=pa.float64()),
+            "declared_value_usd": pa.array(rows["declared_value_usd"], type=pa.int64()),
+        }
+    )
+    fast = validate_open_orders_table(table, as_of=date(2030, 1, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schema, "_typed", lambda raw: None)  # every column through pandas
+        reference = validate_open_orders_table(table, as_of=date(2030, 1, 1))
+    assert fast.rejects.to_pylist() == reference.rejects.to_pylist()
+    assert list(fast.valid) == list(reference.valid)
+    for name, values in fast.valid.items():
+        expected = reference.valid[name]
+        if isinstance(values, pa.Array):
+            assert values.equals(expected), name
+        else:
+            np.testing.assert_array_equal(values, expected, err_msg=name)
+            assert values.dtype == expected.dtype, name
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.one_of(shipped_ms, edge_instants_ms, st.none()), min_size=1, max_size=20),
+    unit=st.sampled_from(["s", "ms", "us", "ns"]),
+    tz=st.sampled_from([None, "UTC", "America/Sao_Paulo", "+09:30"]),
+    as_date=st.booleans(),
+)
+def test_typed_instants_read_as_the_reference_reads_them(
+    values: list[int | None], unit: str, tz: str | None, as_date: bool
+) -> None:
+    """Dates (midnights) and timestamps (time of day kept, as events use them) of Arrow
+    dates and timestamps equal the pandas reference's, with the same blanks and range
+    failures, and the same text for messages."""
+    raw = instants(values, unit, tz, as_date)
+    fast = schema._Column.from_arrow(raw)
+    reference = schema._Column.from_series(raw.to_pandas())
+    assert fast.arrow is not None and reference.arrow is None
+    for read in ("dates", "timestamps"):
+        for got, want in zip(getattr(fast, read)(), getattr(reference, read)(), strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=read)
+    np.testing.assert_array_equal(fast.blank, reference.blank)
+    assert fast.text.equals(reference.text)
+
+
+def test_typed_cells_are_quoted_as_written_in_their_reasons() -> None:
+    """A typed cell's text is made only for its message; NaN is a missing value."""
+    table = pa.table(
+        {
+            "order_id": pa.array(["A", "B", "C", "D"]),
+            "destination_country": pa.array(["BR"] * 4),
+            "shipped_at": pa.array([20_300, 20_300, 130_000, 20_300], pa.int32()).cast(pa.date32()),
+            "deadline": pa.array([20_340] * 4, type=pa.int32()).cast(pa.date32()),
+            "weight_g": pa.array([math.inf, 5.0, 5.0, math.nan]),
+            "extensions": pa.array([0.0, 1.5, 0.0, 0.0]),
+        }
+    )
+    checked = validate_open_orders_table(table, as_of=date(2030, 1, 1))
+    assert [(r["order_id"], r["column"], r["reason"]) for r in checked.rejects.to_pylist()] == [
+        ("A", "weight_g", "'inf' is not a number"),
+        ("B", "extensions", "'1.5' is not a whole number"),
+        ("C", "shipped_at", "'2325-12-06' is out of the supported range 1900-01-01 to 2199-12-31"),
+    ]
+    assert checked.valid["order_id"].to_pylist() == ["D"]
+    assert np.isnan(checked.valid["weight_g"]).all()

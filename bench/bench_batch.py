@@ -7,8 +7,10 @@ each scoring run and the ratio uses their mean, so it holds on a noisy, shared m
 
     python bench/bench_batch.py                                  # 1M rows, everything
     python bench/bench_batch.py --big-rows 5000000 --only big    # 5M: CSV and Parquet vs pandas
+    (``--only big typed``: typed Parquet at 5M too)
     python bench/bench_batch.py --only startup                   # a one-row file, 9 times
     python bench/bench_batch.py --only stages                    # where the time goes
+    python bench/bench_batch.py --only typed                     # typed Parquet (timestamps...)
     python bench/bench_batch.py --baseline ../old-checkout ...   # the same runs of other code
 
 ``--baseline DIR`` also times the score command of the checkout in DIR (run from there, with
@@ -65,8 +67,11 @@ def model_dir() -> Path:
 
 
 def orders_file(rows: int, kind: str) -> Path:
-    """Generated open orders (seed 5) as CSV or Parquet, cached."""
-    path = OUT / f"open_orders_{rows}.{kind}"
+    """Generated open orders (seed 5) as CSV, Parquet of text columns (as read from the CSV)
+    or ``typed`` Parquet (timestamps, int64, float64: what an export holds), cached."""
+    path = OUT / (
+        f"open_orders_{rows}.typed.parquet" if kind == "typed" else f"open_orders_{rows}.{kind}"
+    )
     if path.is_file():
         return path
     import pandas as pd
@@ -80,6 +85,11 @@ def orders_file(rows: int, kind: str) -> Path:
         os.replace(csv_path.with_suffix(".tmp"), csv_path)
     if kind == "parquet":
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""])
+        frame.to_parquet(path.with_suffix(".tmp"), index=False, row_group_size=100_000)
+        os.replace(path.with_suffix(".tmp"), path)
+    if kind == "typed":
+        dates = ["shipped_at", "deadline", "delivered_at", "dispute_opened_at"]
+        frame = pd.read_csv(csv_path, parse_dates=dates, dtype={"order_id": str})
         frame.to_parquet(path.with_suffix(".tmp"), index=False, row_group_size=100_000)
         os.replace(path.with_suffix(".tmp"), path)
     return path
@@ -154,6 +164,7 @@ PANDAS_COPY = {
 
 def pandas_baseline(source: Path, kind: str = "csv") -> dict[str, Any]:
     reader, writer = ("read_csv", "to_csv") if kind == "csv" else ("read_parquet", "to_parquet")
+    kind = "parquet" if kind == "typed" else kind
     return measure(
         [sys.executable, "-c", PANDAS_COPY[kind], str(source), str(OUT / f"pandas_copy.{kind}")],
         f"pandas {reader} + {writer}",
@@ -176,10 +187,11 @@ def against_pandas(
     for _ in range(repeat):
         before = pandas_baseline(source, kind)
         runs = [("this code", None)] + ([("baseline", baseline)] if baseline else [])
+        suffix = "parquet" if kind == "typed" else kind
         timed = [
             measure(
-                score_command(source, OUT / f"scored.{kind}"),
-                f"score {kind} -> {kind} ({name})",
+                score_command(source, OUT / f"scored.{suffix}"),
+                f"score {kind} -> {suffix} ({name})",
                 cwd=where,
                 rows=rows,
             )
@@ -385,7 +397,7 @@ def main() -> None:
     parser.add_argument(
         "--chunk-sizes", type=int, nargs="*", default=[20_000, 50_000, 100_000, 200_000]
     )
-    choices = ["stages", "startup", "pandas", "parquet", "chunks", "big", "dask"]
+    choices = ["stages", "startup", "pandas", "parquet", "typed", "chunks", "big", "dask"]
     parser.add_argument("--only", nargs="*", choices=choices, default=choices)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -412,11 +424,16 @@ def main() -> None:
         against_pandas(args.rows, args.repeat, "csv", baseline)
     if "parquet" in args.only:
         against_pandas(args.rows, args.repeat, "parquet", baseline)
+    if "typed" in args.only:
+        stages(args.rows, 50_000, "typed")
+        against_pandas(args.rows, args.repeat, "typed", baseline)
     if "chunks" in args.only:
         chunk_sweep(args.rows, args.chunk_sizes)
     if "big" in args.only and args.big_rows:
         against_pandas(args.big_rows, args.repeat, "csv", baseline)
         against_pandas(args.big_rows, args.repeat, "parquet", baseline)
+        if "typed" in args.only:
+            against_pandas(args.big_rows, args.repeat, "typed", baseline)
     if "dask" in args.only:
         dask_runs(args.rows, args.dask_repeat)
     for leftover in ("scored_dask.parquet",):

@@ -316,3 +316,32 @@ def test_the_output_table_holds_what_the_scoring_arrays_hold(
     milestones = table["last_milestone"]
     assert 0 < milestones.null_count < len(milestones)
     assert table["order_id"].to_pylist() == valid["order_id"].tolist()
+
+
+def test_typed_parquet_scans_score_as_their_csv_does(
+    tmp_path: Path, scan_model_dir: Path, open_with_scans: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Scan times stored as Parquet timestamps (naive, or zoned: the same instants) are
+    read from their values and give the output their CSV text gives."""
+    orders, events = open_with_scans
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    events.to_parquet(tmp_path / "naive.parquet", index=False)
+    zoned = events.assign(
+        event_at=events["event_at"].dt.tz_localize("UTC").dt.tz_convert("America/Sao_Paulo")
+    )
+    zoned.to_parquet(tmp_path / "zoned.parquet", index=False)
+    outputs = {}
+    for name in ("events.csv", "naive.parquet", "zoned.parquet"):
+        code, output = score(
+            tmp_path / "orders.csv",
+            "--out",
+            tmp_path / f"{name}.out.csv",
+            "--events",
+            tmp_path / name,
+            model_dir=scan_model_dir,
+        )
+        assert code == 0, output
+        outputs[name] = (tmp_path / f"{name}.out.csv").read_bytes()
+    assert outputs["naive.parquet"] == outputs["events.csv"]
+    assert outputs["zoned.parquet"] == outputs["events.csv"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -118,7 +119,44 @@ def days_between(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray)
 
 
 def _cny_offset_bin(shipped: np.ndarray) -> np.ndarray:
-    ns = np.asarray(shipped, dtype="datetime64[ns]").astype("int64")
+    """Bin of the days from the nearest Chinese New Year (clipped to CNY_LOW..CNY_HIGH)."""
+    return _season_codes(shipped)[1]
+
+
+def _ship_week(shipped: np.ndarray) -> np.ndarray:
+    """Week of the year, 0-51 (the last days of a year join week 51)."""
+    return _season_codes(shipped)[0]
+
+
+def _season_codes(shipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ship week, CNY bin) of each timestamp. Midnights of supported days (all validated
+    dates) read both from a table with a row per day; anything else is computed."""
+    ns = np.asarray(shipped, dtype="datetime64[ns]").view(np.int64).reshape(-1)
+    if len(ns):
+        day, rest = np.divmod(ns, _DAY_NS)
+        low, high = int(day.min()), int(day.max())
+        if low >= _FIRST_TABLE_DAY and high <= _LAST_TABLE_DAY and not rest.any():
+            weeks, bins = _season_table()
+            at = day - _FIRST_TABLE_DAY
+            return weeks[at].astype(np.int64), bins[at].astype(np.int64)
+    return _computed_ship_week(ns), _computed_cny_offset_bin(ns)
+
+
+_FIRST_TABLE_DAY = (date(1900, 1, 1) - date(1970, 1, 1)).days
+_LAST_TABLE_DAY = (date(2199, 12, 31) - date(1970, 1, 1)).days
+
+
+@lru_cache(maxsize=1)
+def _season_table() -> tuple[np.ndarray, np.ndarray]:
+    """Ship week and CNY bin of every supported day (110k days; int8 each)."""
+    ns = np.arange(_FIRST_TABLE_DAY, _LAST_TABLE_DAY + 1, dtype=np.int64) * _DAY_NS
+    return (
+        _computed_ship_week(ns).astype(np.int8),
+        _computed_cny_offset_bin(ns).astype(np.int8),
+    )
+
+
+def _computed_cny_offset_bin(ns: np.ndarray) -> np.ndarray:
     idx = np.clip(np.searchsorted(_CNY_NS, ns), 1, len(_CNY_NS) - 1)
     before, after = _CNY_NS[idx - 1], _CNY_NS[idx]
     nearest = np.where(ns - before <= after - ns, before, after)
@@ -126,8 +164,8 @@ def _cny_offset_bin(shipped: np.ndarray) -> np.ndarray:
     return ((offset - CNY_LOW) // CNY_STEP).astype(np.int64)
 
 
-def _ship_week(shipped: np.ndarray) -> np.ndarray:
-    days = np.asarray(shipped, dtype="datetime64[D]")
+def _computed_ship_week(ns: np.ndarray) -> np.ndarray:
+    days = ns.view("datetime64[ns]").astype("datetime64[D]")
     day_of_year = (days - days.astype("datetime64[Y]")).astype(np.int64)  # 0 on 1 January
     return np.minimum(day_of_year // 7, 51)
 
@@ -216,12 +254,13 @@ class FeatureEncoder:
         if "extensions" in frame:
             window = window - extension_days * column(frame, "extensions").astype(np.int64)
         country = _dictionary(text_column(frame, "destination_country"))  # looked up twice
+        week, cny_bin = _season_codes(shipped)
         columns = {
             "country": lookup(country, self.countries_),
             "method": lookup(text_column(frame, "shipping_method"), self.methods_),
             "region": lookup(_region_labels(frame), self.regions_),
-            "ship_week": _ship_week(shipped),
-            "cny_bin": _cny_offset_bin(shipped),
+            "ship_week": week,
+            "cny_bin": cny_bin,
             "window_bin": np.clip(window, 0, WINDOW_MAX) // WINDOW_STEP,
         }
         if self.use_handoff_:
@@ -269,7 +308,7 @@ class FeatureEncoder:
             rest = [name for name in rest if name not in ("country", "region")]
         if "ship_week" in rest and "cny_bin" in rest:
             days = np.asarray(shipped, dtype="datetime64[ns]")
-            pairs = np.column_stack([_ship_week(days), _cny_offset_bin(days)])
+            pairs = np.column_stack(_season_codes(days))
             groups.append((["ship_week", "cny_bin"], np.unique(pairs, axis=0)))
             rest = [name for name in rest if name not in ("ship_week", "cny_bin")]
         groups += [([name], np.arange(radix_of[name])[:, None]) for name in rest]

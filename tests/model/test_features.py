@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from data.generate import DEFAULT_AS_OF as AS_OF
 from data.generate import generate_open_orders
+from model import features
 from model.features import (
     SEASON_FEATURES,
     SHARED_FEATURES,
     FeatureEncoder,
     _cny_offset_bin,
+    _season_codes,
     _ship_week,
     lookup,
 )
@@ -57,6 +59,28 @@ def test_ship_week_is_the_week_of_the_year(days: list[date]) -> None:
     stamps = np.array(days, dtype="datetime64[ns]")
     expected = np.minimum((pd.DatetimeIndex(stamps).day_of_year.to_numpy() - 1) // 7, 51)
     np.testing.assert_array_equal(_ship_week(stamps), expected)
+
+
+@given(
+    st.lists(st.dates(date(1900, 1, 1), date(2199, 12, 31)), min_size=1, max_size=30),
+    st.integers(0, 86_399),
+)
+def test_season_codes_of_midnights_come_from_the_day_table_unchanged(
+    days: list[date], second: int
+) -> None:
+    """Midnights read the per-day table; other times are computed; both agree with the
+    computation (the table is only a cache of it), at any day of the supported range."""
+    midnights = np.array(days, dtype="datetime64[ns]")
+    ns = midnights.view(np.int64)
+    week, cny = _season_codes(midnights)
+    np.testing.assert_array_equal(week, features._computed_ship_week(ns))
+    np.testing.assert_array_equal(cny, features._computed_cny_offset_bin(ns))
+    later = midnights + np.timedelta64(second, "s")
+    later_week, later_cny = _season_codes(later)
+    np.testing.assert_array_equal(later_week, week)  # the same days
+    np.testing.assert_array_equal(
+        later_cny, features._computed_cny_offset_bin(later.view(np.int64))
+    )
 
 
 @pytest.fixture(scope="module")

@@ -645,8 +645,13 @@ def _conditional(
     if squeeze:
         horizons = horizons[:, None]
     last = horizon_days - 1
-    s_elapsed = table[rows, np.clip(elapsed, 0, last)]
-    s_horizon = table[rows[:, None], np.clip(horizons, 0, last)]
+    if table.flags.c_contiguous:  # one flat gather each: no 2-D index broadcasting
+        flat, start = table.reshape(-1), np.asarray(rows, dtype=np.int64) * table.shape[1]
+        s_elapsed = flat[start + np.clip(elapsed, 0, last)]
+        s_horizon = flat[start[:, None] + np.clip(horizons, 0, last)]
+    else:
+        s_elapsed = table[rows, np.clip(elapsed, 0, last)]
+        s_horizon = table[rows[:, None], np.clip(horizons, 0, last)]
     ratio = s_horizon / np.maximum(s_elapsed, 1e-300)[:, None]
     ratio = np.where(horizons <= elapsed[:, None], 1.0, np.clip(ratio, 0.0, 1.0))
     return ratio[:, 0] if squeeze else ratio

@@ -358,3 +358,22 @@ print("SAME", np.array_equal(limited, free))
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["INSIDE [1]", "OUTSIDE [2] 2", "SAME True"]
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_conditional_ratio_is_read_from_the_right_cells(layout: str) -> None:
+    """``S(h) / S(e)`` per row, 1 at or before the elapsed day, times past the curve's end at
+    its last value, whatever the table's memory layout (one flat gather or a 2-D one)."""
+    rng = np.random.default_rng(4)
+    curves = np.sort(rng.random((7, 12)), axis=1)[:, ::-1]  # decreasing rows, like S(t)
+    table = np.asarray(curves, order=layout)
+    rows = rng.integers(0, 7, 40)
+    elapsed = rng.integers(-2, 15, 40)
+    horizons = rng.integers(-2, 15, (40, 2))
+    got = hazard_module._conditional(table, rows, elapsed, horizons, 12)
+    for i in range(40):
+        s_e = curves[rows[i], min(max(elapsed[i], 0), 11)]
+        for j in range(2):
+            s_h = curves[rows[i], min(max(horizons[i, j], 0), 11)]
+            want = 1.0 if horizons[i, j] <= elapsed[i] else min(max(s_h / s_e, 0.0), 1.0)
+            assert got[i, j] == want

@@ -72,11 +72,13 @@ def test_season_codes_of_midnights_come_from_the_day_table_unchanged(
     computation (the table is only a cache of it), at any day of the supported range."""
     midnights = np.array(days, dtype="datetime64[ns]")
     ns = midnights.view(np.int64)
-    week, cny = _season_codes(midnights)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(features, "_SEASON_TABLE_MIN_ROWS", 1)  # the table even for a few days
+        week, cny = _season_codes(midnights)
+        later = midnights + np.timedelta64(second, "s")
+        later_week, later_cny = _season_codes(later)
     np.testing.assert_array_equal(week, features._computed_ship_week(ns))
     np.testing.assert_array_equal(cny, features._computed_cny_offset_bin(ns))
-    later = midnights + np.timedelta64(second, "s")
-    later_week, later_cny = _season_codes(later)
     np.testing.assert_array_equal(later_week, week)  # the same days
     np.testing.assert_array_equal(
         later_cny, features._computed_cny_offset_bin(later.view(np.int64))

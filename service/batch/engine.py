@@ -277,8 +277,7 @@ class SeenIds:
         hashes, present = order_id_hashes(raw.column("order_id"))
         present &= raw.column(PROBLEM_COLUMN).is_null().to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(present)
-        rows = rows[np.argsort(hashes[rows], kind="stable")]  # equal hashes: earliest row first
-        sorted_hashes = hashes[rows]
+        rows, sorted_hashes = _sorted_by_hash(rows, hashes[rows])
         found = self._first_lines_sorted(sorted_hashes)
         out = np.full(raw.num_rows, -1, dtype=np.int64)
         out[rows] = found
@@ -287,6 +286,17 @@ class SeenIds:
         new = first & (found < 0)
         self._add_sorted(sorted_hashes[new], raw.column(LINE_COLUMN).to_numpy()[rows[new]])
         return out, bool(first.all())
+
+
+def _sorted_by_hash(rows: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` and their ``hashes`` ordered by hash, equal hashes earliest row first. NumPy's
+    unstable sort is ~30% faster; a tie (a duplicate in the chunk: rare) sorts again stably."""
+    order = np.argsort(hashes, kind="quicksort")
+    ordered = hashes[order]
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+    return rows[order], ordered
 
 
 def _merge_sorted(

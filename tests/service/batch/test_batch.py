@@ -26,6 +26,7 @@ from model.predictor import AdvisorModel
 from service.batch.engine import SeenIds, _merge_sorted, _Run, order_id_hashes
 from service.batch.files import (
     LINE_COLUMN,
+    PROBLEM_COLUMN,
     CsvSplitter,
     TableSink,
     csv_header,
@@ -489,6 +490,30 @@ def test_merged_runs_stay_sorted_with_their_lines(hashes: list[int], split: list
     assert merged.tolist() == sorted(hashes)
     assert lines.tolist() == [line_of[h] for h in sorted(hashes)]
     assert lines.dtype == np.uint32
+
+
+def test_an_id_repeated_in_a_chunk_is_remembered_by_its_first_line() -> None:
+    """Ids repeated all over a large chunk: a later chunk's copy points at the first line of
+    each, however the chunk's hashes were sorted."""
+    ids = [f"id{i % 700}" for i in range(5000)]
+    first = pa.table(
+        {
+            "order_id": pa.array(ids),
+            LINE_COLUMN: pa.array(np.arange(2, 5002), type=pa.int64()),
+            PROBLEM_COLUMN: pa.nulls(5000, type=pa.string()),
+        }
+    )
+    seen = SeenIds()
+    earlier, distinct = seen.scan(first)
+    assert not distinct and (earlier == -1).all()
+    later = pa.table(
+        {
+            "order_id": pa.array([f"id{i}" for i in range(700)]),
+            LINE_COLUMN: pa.array(np.arange(6000, 6700), type=pa.int64()),
+            PROBLEM_COLUMN: pa.nulls(700, type=pa.string()),
+        }
+    )
+    assert seen.earlier(later).tolist() == list(range(2, 702))
 
 
 def test_a_run_filter_keeps_every_hash_and_rules_out_most_others() -> None:

@@ -517,14 +517,15 @@ def test_an_id_repeated_in_a_chunk_is_remembered_by_its_first_line() -> None:
 
 
 def test_a_run_filter_keeps_every_hash_and_rules_out_most_others() -> None:
-    """No false negatives (a seen id is never missed); at most ~1.4% false positives (16 to
-    32 bits and two probes per hash), so few binary searches are left to do."""
+    """No false negatives (a seen id is never missed); ~3% false positives here (10.5 bits
+    and two probes per hash; one probe would let 9% through), so few binary searches are
+    left to do."""
     rng = np.random.default_rng(3)
     held = np.sort(rng.integers(0, 2**64 - 1, 100_000, dtype=np.uint64, endpoint=True))
     run = _Run.of(held, np.arange(len(held), dtype=np.uint32))
     assert run.may_hold(held).all()
     others = rng.integers(0, 2**64 - 1, 100_000, dtype=np.uint64, endpoint=True)
-    assert run.may_hold(others).mean() < 0.025
+    assert run.may_hold(others).mean() < 0.04
 
 
 # -- interruption -------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from model.schema import MAX_DATE, MIN_DATE
+
 __all__ = [
     "CNY_DATES",
     "POOLED",
@@ -144,8 +146,8 @@ def _season_codes(shipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _SEASON_TABLE_MIN_ROWS = 4096  # below this, computing costs less than building the table
-_FIRST_TABLE_DAY = (date(1900, 1, 1) - date(1970, 1, 1)).days
-_LAST_TABLE_DAY = (date(2199, 12, 31) - date(1970, 1, 1)).days
+_FIRST_TABLE_DAY = (MIN_DATE - date(1970, 1, 1)).days  # the dates validation accepts
+_LAST_TABLE_DAY = (MAX_DATE - date(1970, 1, 1)).days
 
 
 @lru_cache(maxsize=1)

@@ -226,8 +226,7 @@ class _Column:
     def from_series(cls, raw: pd.Series) -> _Column:
         raw = raw.reset_index(drop=True)
         if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-            text = raw.astype("string").to_numpy(dtype=object, na_value=None)
-            return cls(pa.array(text, type=pa.string()), np.asarray(raw.isna(), dtype=bool), raw)
+            return cls(_text_of_values(raw), np.asarray(raw.isna(), dtype=bool), raw)
         strings = raw.astype("string")
         try:
             values = pa.array(strings.array)
@@ -345,11 +344,14 @@ def _typed(raw: pa.Array) -> _Column | None:
     if pa.types.is_float64(kind):
         blank |= pc.fill_null(pc.is_nan(raw), False).to_numpy(zero_copy_only=False)
 
-    def text() -> pa.Array:  # as the reference writes the cells
-        cells = raw.to_pandas().astype("string").to_numpy(dtype=object, na_value=None)
-        return pa.array(cells, type=pa.string())
+    return _Column(lambda: _text_of_values(raw.to_pandas()), blank, arrow=raw)
 
-    return _Column(text, blank, arrow=raw)
+
+def _text_of_values(values: pd.Series) -> pa.Array:
+    """Typed cells as the reference writes them (pandas' ``string`` of each), null where
+    missing."""
+    cells = values.astype("string").to_numpy(dtype=object, na_value=None)
+    return pa.array(cells, type=pa.string())
 
 
 def _arrow_instants(
